@@ -1,0 +1,71 @@
+package zones
+
+// NodeConfig is gslbd.toml (SPEC §2), decoded strictly, defaults applied,
+// relative paths resolved against the file's directory.
+type NodeConfig struct {
+	Path string `toml:"-"` // the file it was read from
+	Dir  string `toml:"-"` // its directory
+
+	Node    NodeSection    `toml:"node"`
+	DNS     DNSSection     `toml:"dns"`
+	Geo     GeoSection     `toml:"geo"`
+	Zones   DirSection     `toml:"zones"`
+	Pools   DirSection     `toml:"pools"`
+	Health  HealthSection  `toml:"health"`
+	Cluster ClusterSection `toml:"cluster"`
+	Admin   AdminSection   `toml:"admin"`
+	Log     LogSection     `toml:"log"`
+}
+
+type NodeSection struct {
+	Name string `toml:"name"` // default: the host name
+}
+
+type DNSSection struct {
+	Listen         []string `toml:"listen"`           // default ["127.0.0.1:5353"]; [] = no DNS
+	UDPSize        uint16   `toml:"udp_size"`         // default 1232
+	TCPIdleTimeout Duration `toml:"tcp_idle_timeout"` // default 10s
+	MaxTCPConns    int      `toml:"max_tcp_conns"`    // default 1000
+}
+
+type GeoSection struct {
+	CityDB   string       `toml:"city_db"` // resolved to an absolute path; "" = none
+	Networks []GeoNetwork `toml:"networks"`
+}
+
+type GeoNetwork struct {
+	CIDR      string   `toml:"cidr"`
+	Country   string   `toml:"country"`
+	Continent string   `toml:"continent"`
+	Lat       *float64 `toml:"lat"`
+	Lon       *float64 `toml:"lon"`
+}
+
+type DirSection struct {
+	Dir string `toml:"dir"` // resolved to an absolute path
+}
+
+type HealthSection struct {
+	Probe bool `toml:"probe"` // default true
+}
+
+type ClusterSection struct {
+	Bind       string   `toml:"bind"`      // default "127.0.0.1:7946"
+	Advertise  string   `toml:"advertise"` // default: bind
+	Join       []string `toml:"join"`
+	Profile    string   `toml:"profile"`     // lan | wan | local; default "wan"
+	SecretFile string   `toml:"secret_file"` // resolved to an absolute path
+	// Label isolates clusters that share a network (memberlist Label).
+	Label string `toml:"label"`
+}
+
+type AdminSection struct {
+	Listen    string `toml:"listen"`     // default "127.0.0.1:8053"; "" disables
+	TokenFile string `toml:"token_file"` // resolved to an absolute path
+}
+
+// LogSection configures the optional sampled query log.
+type LogSection struct {
+	Queries    bool    `toml:"queries"`
+	SampleRate float64 `toml:"sample_rate"` // share of queries logged, 0..1; default 0.01
+}
