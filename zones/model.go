@@ -44,6 +44,9 @@ type Snapshot struct {
 	Warnings []string
 
 	LoadedAt time.Time
+
+	// sel is derived by prepareSelection (select.go), not loaded.
+	sel snapSel
 }
 
 // FileSummary is one line of `gslbd check` output.
@@ -121,6 +124,9 @@ type Pool struct {
 	Sites       []*Site
 	// Index is the pool's position in Snapshot.PoolList.
 	Index int
+
+	// sel is derived by prepareSelection (select.go), not loaded.
+	sel poolSel
 }
 
 // Site is one data center of a pool.
@@ -140,6 +146,8 @@ type Site struct {
 
 	// rr rotates among the site's eligible addresses, query to query.
 	rr atomic.Uint32
+	// sel is derived by prepareSelection (select.go), not loaded.
+	sel siteSel
 }
 
 // Address is one VIP of a site.

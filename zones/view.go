@@ -2,8 +2,6 @@ package zones
 
 import (
 	"net/netip"
-
-	"github.com/miekg/dns"
 )
 
 // Health is what a View needs to know about the mesh: the verdict on each
@@ -23,11 +21,28 @@ type View struct {
 	Snap    *Snapshot
 	down    []bool // by Address.Index: the verdict on the address's target is down
 	drained []bool // by Address.Index: drained by config or by the mesh
+
+	// What selection needs per view, so that a query only reads slices:
+	sites []siteView // by siteSel.seq
+	pools []poolView // by poolSel.seq
+}
+
+// siteView holds a site's addresses by [set][family] in file order: set
+// setUp the eligible ones (up, not drained), setLive the non-drained ones
+// (what when_all_down = "answer-all" answers).
+type siteView struct {
+	addrs [2][2][]netip.Addr
+}
+
+// poolView counts a pool's addresses by [set][family].
+type poolView struct {
+	n [2][2]int
 }
 
 // NewView computes the per-address state of s from h. A nil h means every
 // address is up and only `drained = true` from the files applies.
 func NewView(s *Snapshot, h Health) *View {
+	s.prepareSelection()
 	v := &View{Snap: s, down: make([]bool, s.NumAddrs), drained: make([]bool, s.NumAddrs)}
 	for _, p := range s.PoolList {
 		for _, site := range p.Sites {
@@ -43,7 +58,42 @@ func NewView(s *Snapshot, h Health) *View {
 			}
 		}
 	}
+	v.prepareSites()
 	return v
+}
+
+// prepareSites splits every site's addresses into the eligible and the
+// non-drained ones per family, sharing one backing array.
+func (v *View) prepareSites() {
+	s := v.Snap
+	v.sites = make([]siteView, s.sel.numSites)
+	v.pools = make([]poolView, s.sel.numPools)
+	n := 0
+	for _, p := range s.PoolList {
+		for _, site := range p.Sites {
+			n += len(site.Addrs)
+		}
+	}
+	backing := make([]netip.Addr, 0, 2*n)
+	for _, p := range s.PoolList {
+		pv := &v.pools[p.sel.seq]
+		for _, site := range p.Sites {
+			sv := &v.sites[site.sel.seq]
+			for set := range 2 {
+				for fam := range 2 {
+					start := len(backing)
+					for _, a := range site.Addrs {
+						if familyOfAddr(a.Addr) != fam || v.drained[a.Index] || (set == setUp && v.down[a.Index]) {
+							continue
+						}
+						backing = append(backing, a.Addr)
+					}
+					sv.addrs[set][fam] = backing[start:len(backing):len(backing)]
+					pv.n[set][fam] += len(backing) - start
+				}
+			}
+		}
+	}
 }
 
 // Up reports whether the verdict on a is up.
@@ -76,27 +126,4 @@ type Result struct {
 	// fallback); Site the first site answered from, nil with NoData.
 	Pool *Pool
 	Site *Site
-}
-
-// Select chooses the addresses for a query of type qtype (A or AAAA) at a
-// name bound to pool p, appending them to dst[:0]. It does not allocate when
-// dst has room for p.Answers addresses.
-func (v *View) Select(p *Pool, qtype uint16, c Client, dst []netip.Addr) Result {
-	// Foundation behaviour until the selection lands: every address of the
-	// family. Replaced by the SPEC §5 algorithm.
-	r := Result{Addrs: dst[:0], TTL: p.TTL, Pool: p}
-	for _, s := range p.Sites {
-		for i := range s.Addrs {
-			a := s.Addrs[i].Addr
-			if (qtype == dns.TypeA) != a.Is4() {
-				continue
-			}
-			if r.Site == nil {
-				r.Site = s
-			}
-			r.Addrs = append(r.Addrs, a)
-		}
-	}
-	r.NoData = len(r.Addrs) == 0
-	return r
 }
