@@ -15,6 +15,11 @@ type NodeConfig struct {
 	Cluster ClusterSection `toml:"cluster"`
 	Admin   AdminSection   `toml:"admin"`
 	Log     LogSection     `toml:"log"`
+
+	// display is Path as shown in errors; pos the places of its keys, so
+	// that Load can point at geo.city_db or zones.dir when they fail.
+	display string
+	pos     posMap
 }
 
 type NodeSection struct {
@@ -43,6 +48,8 @@ type GeoNetwork struct {
 
 type DirSection struct {
 	Dir string `toml:"dir"` // resolved to an absolute path
+
+	explicit bool // the key was given (a missing default directory is no error)
 }
 
 type HealthSection struct {

@@ -1,0 +1,348 @@
+package zones
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"gslbd/geo"
+)
+
+// Load reads every zone file (*.toml in zones.dir, one zone each) and pool
+// file (*.toml in pools.dir, one or more pools each), in name order, opens
+// the geo database and returns the validated snapshot. All problems of all
+// files are reported at once: the error joins one *Error per problem.
+func Load(cfg *NodeConfig) (*Snapshot, error) {
+	l := &loader{cfg: cfg, pools: map[string]*poolSrc{}}
+	s := &Snapshot{Node: cfg, Pools: map[string]*Pool{}, LoadedAt: time.Now()}
+	if cfg.display == "" {
+		cfg.display = displayName(cfg.Path)
+	}
+	if cfg.Path != "" {
+		s.Files = append(s.Files, FileSummary{Path: cfg.display, Summary: nodeSummary(cfg)})
+	}
+
+	for _, f := range l.list(cfg.Pools, "pools", "pool") {
+		data, _, ok := readFile(f, displayName(f), &l.errs)
+		if !ok {
+			continue
+		}
+		srcs := parsePoolFile(displayName(f), data, &l.errs)
+		l.addPools(srcs)
+		s.Files = append(s.Files, FileSummary{Path: displayName(f), Summary: poolsSummary(srcs)})
+	}
+	l.linkFallbacks()
+	names := slices.Sorted(mapKeysOf(l.pools))
+	lookup := func(name string) *Pool {
+		if ps := l.pools[name]; ps != nil {
+			ps.used = true
+			return ps.pool
+		}
+		return nil
+	}
+
+	origins := map[string]*zoneSrc{}
+	for _, f := range l.list(cfg.Zones, "zones", "zone") {
+		data, fi, ok := readFile(f, displayName(f), &l.errs)
+		if !ok {
+			continue
+		}
+		zs := parseZoneFile(displayName(f), data, fi.ModTime(), lookup, names, &l.errs, &s.Warnings)
+		if zs == nil {
+			continue
+		}
+		z := zs.zone
+		if other, dup := origins[z.Origin]; dup {
+			zs.d.errf([]string{"origin"}, "duplicate origin %s: also the origin of %s", z.Origin, other.zone.File)
+			continue
+		}
+		origins[z.Origin] = zs
+		s.Zones = append(s.Zones, z)
+		s.Files = append(s.Files, FileSummary{Path: z.File, Summary: zoneSummary(zs)})
+	}
+	slices.SortFunc(s.Zones, func(a, b *Zone) int {
+		if na, nb := dns.CountLabel(a.Origin), dns.CountLabel(b.Origin); na != nb {
+			return nb - na
+		}
+		return strings.Compare(a.Origin, b.Origin)
+	})
+
+	for _, ps := range l.poolList {
+		if !ps.used {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("%s: pool %s is used by no zone", ps.pool.File, ps.pool.Name))
+		}
+	}
+	l.buildPools(s)
+
+	db, err := geo.Open(cfg.Geo.CityDB, overrides(cfg))
+	if err != nil {
+		l.nodeErr(err, []string{"geo", "city_db"}, "open geo database: %v", err)
+	} else {
+		s.Geo = db
+	}
+	if err := joinErrors(l.errs); err != nil {
+		return nil, err
+	}
+	if err := s.prepareSelection(); err != nil {
+		return nil, fmt.Errorf("load: prepare answer selection: %w", err)
+	}
+	return s, nil
+}
+
+func mapKeysOf[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+type loader struct {
+	cfg      *NodeConfig
+	errs     []*Error
+	pools    map[string]*poolSrc
+	poolList []*poolSrc
+}
+
+// nodeErr records an error about a key of the node config.
+func (l *loader) nodeErr(err error, path []string, format string, args ...any) {
+	p := l.cfg.pos.lookup(path)
+	l.errs = append(l.errs, &Error{File: l.cfg.display, Line: p.Line, Col: p.Col,
+		Msg: displayPath(path) + ": " + fmt.Sprintf(format, args...), Err: err})
+}
+
+// list returns the *.toml files of a directory in name order. Hidden files
+// (editor backups, ".#x.toml") are skipped. A directory that is missing
+// while its key was not given is no error: a node may have no zones.
+func (l *loader) list(sec DirSection, key, what string) []string {
+	entries, err := os.ReadDir(sec.Dir)
+	if err != nil {
+		if os.IsNotExist(err) && !sec.explicit {
+			return nil
+		}
+		l.nodeErr(err, []string{key, "dir"}, "read %s directory: %v", what, err)
+		return nil
+	}
+	var files []string
+	for _, e := range entries {
+		if n := e.Name(); !strings.HasPrefix(n, ".") && strings.HasSuffix(n, ".toml") && !e.IsDir() {
+			files = append(files, filepath.Join(sec.Dir, n))
+		}
+	}
+	return files
+}
+
+func (l *loader) addPools(srcs []*poolSrc) {
+	for _, ps := range srcs {
+		if other, dup := l.pools[ps.pool.Name]; dup {
+			ps.errf("", "duplicate pool %s: also defined in %s", ps.pool.Name, other.pool.File)
+			continue
+		}
+		l.pools[ps.pool.Name] = ps
+		l.poolList = append(l.poolList, ps)
+	}
+}
+
+// linkFallbacks resolves `fallback` names and reports unknown pools and
+// cycles (a pool that, through fallbacks, falls back to itself).
+func (l *loader) linkFallbacks() {
+	for _, ps := range l.poolList {
+		if ps.fallback == "" {
+			continue
+		}
+		fb := l.pools[ps.fallback]
+		if fb == nil {
+			ps.errf("fallback", "unknown pool %q (pools: %s)", ps.fallback, strings.Join(slices.Sorted(mapKeysOf(l.pools)), ", "))
+			continue
+		}
+		fb.used = true
+		ps.pool.Fallback = fb.pool
+	}
+	reported := map[*Pool]bool{}
+	for _, ps := range l.poolList {
+		chain := []*Pool{ps.pool}
+		for p := ps.pool.Fallback; p != nil; p = p.Fallback {
+			if i := slices.Index(chain, p); i >= 0 {
+				cycle := chain[i:]
+				if !slices.ContainsFunc(cycle, func(q *Pool) bool { return reported[q] }) {
+					var names []string
+					for _, q := range cycle {
+						names = append(names, q.Name)
+						reported[q] = true
+					}
+					names = append(names, p.Name)
+					l.pools[cycle[0].Name].errf("fallback", "fallback cycle: %s", strings.Join(names, " -> "))
+				}
+				break
+			}
+			chain = append(chain, p)
+		}
+	}
+	// Break the cycles so that nothing downstream loops on a failed load.
+	for p := range reported {
+		p.Fallback = nil
+	}
+}
+
+// buildPools fills the snapshot's pools, indices and the distinct
+// (address, check) targets.
+func (l *loader) buildPools(s *Snapshot) {
+	byKey := map[string]int{}
+	for i, ps := range l.poolList {
+		p := ps.pool
+		p.Index = i
+		s.Pools[p.Name] = p
+		s.PoolList = append(s.PoolList, p)
+		for _, site := range p.Sites {
+			for j := range site.Addrs {
+				a := &site.Addrs[j]
+				a.Index = s.NumAddrs
+				s.NumAddrs++
+				key := a.Addr.String() + "|" + site.Check.String()
+				t, ok := byKey[key]
+				if !ok {
+					t = len(s.Targets)
+					byKey[key] = t
+					s.Targets = append(s.Targets, Target{Key: key, Addr: a.Addr, Check: site.Check})
+				}
+				a.Target = t
+			}
+		}
+	}
+}
+
+// overrides converts the validated geo.networks entries.
+func overrides(cfg *NodeConfig) []geo.Override {
+	var out []geo.Override
+	for _, n := range cfg.Geo.Networks {
+		pfx, err := netip.ParsePrefix(n.CIDR)
+		if err != nil {
+			continue // reported by LoadNodeConfig
+		}
+		o := geo.Override{Prefix: pfx, Country: strings.ToUpper(n.Country), Continent: strings.ToUpper(n.Continent)}
+		if n.Lat != nil && n.Lon != nil {
+			o.Lat, o.Lon, o.HasCoords = *n.Lat, *n.Lon, true
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// Zone returns the closest enclosing zone of name (fully qualified, any
+// case), or nil when no zone holds it. It does not allocate.
+func (s *Snapshot) Zone(name string) *Zone {
+	for _, z := range s.Zones {
+		if inZone(name, z.Origin) {
+			return z
+		}
+	}
+	return nil
+}
+
+// inZone reports whether name is origin or below it, ignoring case.
+func inZone(name, origin string) bool {
+	if origin == "." {
+		return true
+	}
+	n, o := len(name), len(origin)
+	if n < o || !strings.EqualFold(name[n-o:], origin) {
+		return false
+	}
+	return n == o || name[n-o-1] == '.' && !escapedDot(name, n-o-1)
+}
+
+// escapedDot reports whether the dot at i is escaped ("a\.b" is one label).
+func escapedDot(name string, i int) bool {
+	bs := 0
+	for j := i - 1; j >= 0 && name[j] == '\\'; j-- {
+		bs++
+	}
+	return bs%2 == 1
+}
+
+func nodeSummary(cfg *NodeConfig) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "node %s: ", cfg.Node.Name)
+	if len(cfg.DNS.Listen) == 0 {
+		b.WriteString("no DNS")
+	} else {
+		fmt.Fprintf(&b, "dns %s", strings.Join(cfg.DNS.Listen, " "))
+	}
+	fmt.Fprintf(&b, ", cluster %s (%s", cfg.Cluster.Bind, cfg.Cluster.Profile)
+	if len(cfg.Cluster.Join) > 0 {
+		fmt.Fprintf(&b, ", %d join peers", len(cfg.Cluster.Join))
+	}
+	b.WriteString(")")
+	if cfg.Admin.Listen == "" {
+		b.WriteString(", no admin")
+	} else {
+		fmt.Fprintf(&b, ", admin %s", cfg.Admin.Listen)
+	}
+	if !cfg.Health.Probe {
+		b.WriteString(", probes off")
+	}
+	if cfg.Geo.CityDB != "" {
+		fmt.Fprintf(&b, ", geo %s", displayName(cfg.Geo.CityDB))
+	} else {
+		b.WriteString(", no geo database")
+	}
+	if n := len(cfg.Geo.Networks); n > 0 {
+		fmt.Fprintf(&b, " + %d networks", n)
+	}
+	return b.String()
+}
+
+func zoneSummary(zs *zoneSrc) string {
+	z := zs.zone
+	s := fmt.Sprintf("zone %s: %s, %s", z.Origin, plural(zs.names, "name"), plural(zs.poolNames, "pool name"))
+	if zs.cuts > 0 {
+		s += ", " + plural(zs.cuts, "delegation")
+	}
+	return s + fmt.Sprintf(", serial %d", z.SOA.Serial)
+}
+
+func poolsSummary(srcs []*poolSrc) string {
+	parts := make([]string, 0, len(srcs))
+	for _, ps := range srcs {
+		p := ps.pool
+		n := 0
+		for _, s := range p.Sites {
+			n += len(s.Addrs)
+		}
+		parts = append(parts, fmt.Sprintf("%s: %s, %s, %s", p.Name, p.Policy, plural(len(p.Sites), "site"), plural(n, "address")))
+	}
+	s := plural(len(srcs), "pool")
+	if len(parts) > 0 {
+		s += " (" + strings.Join(parts, "; ") + ")"
+	}
+	return s
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	if strings.HasSuffix(what, "s") {
+		return fmt.Sprintf("%d %ses", n, what)
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func (p Policy) String() string {
+	switch p {
+	case PolicyWeighted:
+		return "weighted"
+	case PolicyFailover:
+		return "failover"
+	default:
+		return "geo"
+	}
+}

@@ -1,0 +1,308 @@
+package zones
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults of gslbd.toml (SPEC §2).
+const (
+	DefaultDNSListen      = "127.0.0.1:5353"
+	DefaultUDPSize        = 1232
+	DefaultTCPIdleTimeout = 10 * time.Second
+	DefaultMaxTCPConns    = 1000
+	DefaultClusterBind    = "127.0.0.1:7946"
+	DefaultProfile        = "wan"
+	DefaultAdminListen    = "127.0.0.1:8053"
+	DefaultSampleRate     = 0.01
+	DefaultZonesDir       = "zones"
+	DefaultPoolsDir       = "pools"
+)
+
+// Continents are the two-letter continent codes GeoIP databases use.
+var continents = []string{"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
+
+// LoadNodeConfig reads gslbd.toml strictly (unknown keys are errors),
+// applies the SPEC §2 defaults, resolves relative paths against the file's
+// directory and validates every value. All problems are returned at once,
+// joined, each an *Error with the place of the offending key.
+func LoadNodeConfig(path string) (*NodeConfig, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("load node config %s: %w", path, err)
+	}
+	display := displayName(abs)
+	var errs []*Error
+	data, _, ok := readFile(abs, display, &errs)
+	if !ok {
+		return nil, joinErrors(errs)
+	}
+	cfg := parseNodeConfig(display, abs, data, &errs)
+	if len(errs) > 0 {
+		return nil, joinErrors(errs)
+	}
+	return cfg, nil
+}
+
+// displayName shows path relative to the working directory when it lies
+// beneath it (as an operator typed it), else absolute.
+func displayName(path string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return path
+	}
+	rel, err := filepath.Rel(wd, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return path
+	}
+	return rel
+}
+
+func parseNodeConfig(display, abs string, data []byte, errs *[]*Error) *NodeConfig {
+	cfg := &NodeConfig{Path: abs, Dir: filepath.Dir(abs), display: display}
+	d := parseDoc(display, data, errs)
+	if d == nil {
+		return nil
+	}
+	cfg.pos = d.pos
+	root := d.table(nil, d.root)
+	resolve := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(cfg.Dir, p)
+	}
+
+	cfg.Node.Name, _ = os.Hostname()
+	if t := root.sub("node"); t != nil {
+		if t.str("name", &cfg.Node.Name) && (cfg.Node.Name == "" || strings.TrimSpace(cfg.Node.Name) != cfg.Node.Name) {
+			t.errf("name", "invalid node name %q: want a non-empty name without surrounding blanks", cfg.Node.Name)
+			cfg.Node.Name = "invalid"
+		}
+		t.done("name")
+	}
+	if cfg.Node.Name == "" {
+		d.errf([]string{"node", "name"}, "the host name is unknown: set node.name")
+	}
+
+	cfg.DNS = DNSSection{Listen: []string{DefaultDNSListen}, UDPSize: DefaultUDPSize,
+		TCPIdleTimeout: Duration{DefaultTCPIdleTimeout}, MaxTCPConns: DefaultMaxTCPConns}
+	if t := root.sub("dns"); t != nil {
+		if t.strs("listen", false, &cfg.DNS.Listen) {
+			seen := map[string]bool{}
+			for i, a := range cfg.DNS.Listen {
+				p := t.elemPath("listen", i)
+				if _, err := parseListen(a); err != nil {
+					d.errf(p, "%v", err)
+				} else if seen[a] {
+					d.errf(p, "duplicate listen address %q", a)
+				}
+				seen[a] = true
+			}
+		}
+		var n int64
+		if t.integer("udp_size", 512, 4096, &n) {
+			cfg.DNS.UDPSize = uint16(n)
+		}
+		t.duration("tcp_idle_timeout", &cfg.DNS.TCPIdleTimeout.Duration)
+		t.intVal("max_tcp_conns", 1, 1<<20, &cfg.DNS.MaxTCPConns)
+		t.done("listen", "udp_size", "tcp_idle_timeout", "max_tcp_conns")
+	}
+
+	if t := root.sub("geo"); t != nil {
+		if t.str("city_db", &cfg.Geo.CityDB) {
+			if cfg.Geo.CityDB == "" {
+				t.errf("city_db", "empty path: omit the key for no database")
+			}
+			cfg.Geo.CityDB = resolve(cfg.Geo.CityDB)
+		}
+		seen := map[netip.Prefix]int{}
+		for i, n := range t.tables("networks") {
+			gn, pfx, ok := parseGeoNetwork(n)
+			if ok {
+				if j, dup := seen[pfx]; dup {
+					n.errf("cidr", "duplicate network %s (also geo.networks[%d])", pfx, j)
+				}
+				seen[pfx] = i
+			}
+			cfg.Geo.Networks = append(cfg.Geo.Networks, gn)
+		}
+		t.done("city_db", "networks")
+	}
+
+	for _, sec := range []struct {
+		key, def string
+		dst      *DirSection
+	}{{"zones", DefaultZonesDir, &cfg.Zones}, {"pools", DefaultPoolsDir, &cfg.Pools}} {
+		sec.dst.Dir = sec.def
+		if t := root.sub(sec.key); t != nil {
+			if t.str("dir", &sec.dst.Dir) {
+				sec.dst.explicit = true
+				if sec.dst.Dir == "" {
+					t.errf("dir", "empty path: want a directory")
+				}
+			}
+			t.done("dir")
+		}
+		sec.dst.Dir = resolve(sec.dst.Dir)
+	}
+
+	cfg.Health.Probe = true
+	if t := root.sub("health"); t != nil {
+		t.boolean("probe", &cfg.Health.Probe)
+		t.done("probe")
+	}
+
+	cfg.Cluster = ClusterSection{Bind: DefaultClusterBind, Profile: DefaultProfile, Join: []string{}}
+	if t := root.sub("cluster"); t != nil {
+		if t.str("bind", &cfg.Cluster.Bind) {
+			if _, err := parseListen(cfg.Cluster.Bind); err != nil {
+				t.errf("bind", "%v", err)
+			}
+		}
+		if t.str("advertise", &cfg.Cluster.Advertise) {
+			if _, err := parseListen(cfg.Cluster.Advertise); err != nil {
+				t.errf("advertise", "%v", err)
+			}
+		}
+		if t.strs("join", false, &cfg.Cluster.Join) {
+			for i, j := range cfg.Cluster.Join {
+				if h, p, err := splitHostPort(j); err != nil || h == "" || p == "" {
+					d.errf(t.elemPath("join", i), "invalid peer %q: want host:port, e.g. \"192.0.2.2:7946\" or \"ns2.example.net:7946\"", j)
+				}
+			}
+		}
+		if t.str("profile", &cfg.Cluster.Profile) && !slices.Contains([]string{"lan", "wan", "local"}, cfg.Cluster.Profile) {
+			t.errf("profile", "unknown profile %q (allowed: lan, wan, local)", cfg.Cluster.Profile)
+		}
+		if t.str("secret_file", &cfg.Cluster.SecretFile) {
+			cfg.Cluster.SecretFile = checkFile(t, "secret_file", resolve(cfg.Cluster.SecretFile))
+		}
+		t.str("label", &cfg.Cluster.Label)
+		t.done("bind", "advertise", "join", "profile", "secret_file", "label")
+	}
+	if ap, err := parseListen(cfg.Cluster.Bind); err == nil && !ap.Addr().IsLoopback() && cfg.Cluster.SecretFile == "" {
+		d.errf([]string{"cluster", "bind"}, "bind address %s is not loopback: set cluster.secret_file (a key from `gslbd keygen`) so the mesh is encrypted", cfg.Cluster.Bind)
+	}
+
+	cfg.Admin.Listen = DefaultAdminListen
+	if t := root.sub("admin"); t != nil {
+		if t.str("listen", &cfg.Admin.Listen) && cfg.Admin.Listen != "" {
+			if _, err := parseListen(cfg.Admin.Listen); err != nil {
+				t.errf("listen", "%v", err)
+			}
+		}
+		if t.str("token_file", &cfg.Admin.TokenFile) {
+			cfg.Admin.TokenFile = checkFile(t, "token_file", resolve(cfg.Admin.TokenFile))
+		}
+		t.done("listen", "token_file")
+	}
+	if ap, err := parseListen(cfg.Admin.Listen); err == nil && !ap.Addr().IsLoopback() && cfg.Admin.TokenFile == "" {
+		d.errf([]string{"admin", "listen"}, "admin address %s is not loopback: set admin.token_file so that mutating calls need a token", cfg.Admin.Listen)
+	}
+
+	cfg.Log.SampleRate = DefaultSampleRate
+	if t := root.sub("log"); t != nil {
+		t.boolean("queries", &cfg.Log.Queries)
+		t.float("sample_rate", 0, 1, &cfg.Log.SampleRate)
+		t.done("queries", "sample_rate")
+	}
+
+	root.done("node", "dns", "geo", "zones", "pools", "health", "cluster", "admin", "log")
+	return cfg
+}
+
+// checkFile reports a file the config names but that cannot be read, and
+// returns the path.
+func checkFile(t *table, key, path string) string {
+	if path == "" {
+		t.errf(key, "empty path: omit the key instead")
+		return path
+	}
+	if fi, err := os.Stat(path); err != nil {
+		t.errf(key, "%v", err)
+	} else if !fi.Mode().IsRegular() {
+		t.errf(key, "%s is not a regular file", path)
+	}
+	return path
+}
+
+// parseListen parses a listen or bind address: an IP literal and a port.
+func parseListen(s string) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return ap, fmt.Errorf("invalid address %q: want an IP literal and a port, e.g. \"127.0.0.1:5353\" or \"[::1]:5353\"", s)
+	}
+	if ap.Addr().Zone() != "" {
+		return ap, fmt.Errorf("invalid address %q: IPv6 zones are not supported", s)
+	}
+	return ap, nil
+}
+
+func splitHostPort(s string) (host, port string, err error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", "", fmt.Errorf("missing port")
+	}
+	host, port = s[:i], s[i+1:]
+	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	} else if strings.Contains(host, ":") {
+		return "", "", fmt.Errorf("IPv6 address without brackets")
+	}
+	for _, c := range port {
+		if c < '0' || c > '9' {
+			return "", "", fmt.Errorf("bad port")
+		}
+	}
+	return host, port, nil
+}
+
+func parseGeoNetwork(t *table) (GeoNetwork, netip.Prefix, bool) {
+	var n GeoNetwork
+	var pfx netip.Prefix
+	ok := false
+	if !t.str("cidr", &n.CIDR) {
+		if !t.has("cidr") {
+			t.errf("", "missing cidr: every geo.networks entry needs one, e.g. cidr = \"10.1.0.0/16\"")
+		}
+	} else if p, err := netip.ParsePrefix(n.CIDR); err != nil {
+		t.errf("cidr", "invalid network %q: want a CIDR prefix such as \"10.1.0.0/16\" or \"2001:db8::/32\"", n.CIDR)
+	} else if p.Masked() != p {
+		t.errf("cidr", "network %q has host bits set: did you mean %q?", n.CIDR, p.Masked().String())
+	} else {
+		pfx, ok = p, true
+	}
+	if t.str("country", &n.Country) {
+		n.Country = strings.ToUpper(n.Country)
+		if !isCountry(n.Country) {
+			t.errf("country", "invalid country %q: want a two-letter ISO 3166-1 code such as \"DE\"", n.Country)
+		}
+	}
+	if t.str("continent", &n.Continent) {
+		n.Continent = strings.ToUpper(n.Continent)
+		if !slices.Contains(continents, n.Continent) {
+			t.errf("continent", "invalid continent %q (allowed: %s)", n.Continent, strings.Join(continents, " "))
+		}
+	}
+	var lat, lon float64
+	hasLat := t.float("lat", -90, 90, &lat)
+	hasLon := t.float("lon", -180, 180, &lon)
+	if t.has("lat") != t.has("lon") {
+		t.errf("", "lat and lon go together: give both or neither")
+	}
+	if hasLat && hasLon {
+		n.Lat, n.Lon = &lat, &lon
+	}
+	t.done("cidr", "country", "continent", "lat", "lon")
+	return n, pfx, ok
+}
+
+func isCountry(s string) bool {
+	return len(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z'
+}

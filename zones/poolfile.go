@@ -1,0 +1,572 @@
+package zones
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of pool files (SPEC §4).
+const (
+	DefaultAnswers       = 2
+	DefaultPoolTTL       = 30
+	DefaultWeight        = 100
+	DefaultCheckInterval = 5 * time.Second
+	DefaultCheckTimeout  = 2 * time.Second
+	DefaultCheckRise     = 2
+	DefaultCheckFall     = 3
+	DefaultCheckPath     = "/"
+	// MaxAnswers bounds `answers`: the DNS server sizes its per-query
+	// buffers by it, and more addresses than this do not fit a UDP answer.
+	MaxAnswers = 64
+)
+
+var (
+	poolKeys  = []string{"policy", "answers", "ttl", "affinity", "when_all_down", "fallback", "check", "sites"}
+	siteKeys  = []string{"name", "lat", "lon", "countries", "continents", "weight", "priority", "drained", "addresses", "check"}
+	checkKeys = []string{"type", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall", "tls_skip_verify"}
+)
+
+// poolSrc is a pool with where it came from, for errors found later
+// (fallbacks, duplicates across files, pools no zone uses).
+type poolSrc struct {
+	pool     *Pool
+	d        *doc
+	fallback string // name given in `fallback`
+	used     bool
+}
+
+func (ps *poolSrc) errf(key string, format string, args ...any) {
+	path := []string{ps.pool.Name}
+	if key != "" {
+		path = append(path, key)
+	}
+	ps.d.errf(path, format, args...)
+}
+
+// checkSpec is a [check] table as written: nil fields were not given.
+// from remembers where each given key is, to point at it when the merged
+// check is wrong.
+type checkSpec struct {
+	typ               *CheckType
+	port              *uint16
+	path, host        *string
+	expect            []int
+	interval, timeout *time.Duration
+	rise, fall        *int
+	insecure          *bool
+	from              map[string][]string
+	d                 *doc
+	table             []string
+}
+
+var checkTypes = map[string]CheckType{"none": CheckNone, "http": CheckHTTP, "https": CheckHTTPS, "tcp": CheckTCP}
+
+func parseCheckSpec(t *table) *checkSpec {
+	c := &checkSpec{from: map[string][]string{}, d: t.d, table: t.path}
+	if t == nil {
+		return c
+	}
+	mark := func(k string) { c.from[k] = child(t.path, k) }
+	var s string
+	if t.str("type", &s) {
+		if ct, ok := checkTypes[s]; ok {
+			c.typ = &ct
+			mark("type")
+		} else {
+			t.errf("type", "unknown check type %q (allowed: http, https, tcp, none)", s)
+		}
+	}
+	var port int
+	if t.intVal("port", 1, 65535, &port) {
+		p := uint16(port)
+		c.port = &p
+		mark("port")
+	}
+	if t.str("path", &s) {
+		if !strings.HasPrefix(s, "/") || strings.ContainsAny(s, " \t\r\n") {
+			t.errf("path", "invalid path %q: want an absolute URL path such as \"/healthz\"", s)
+		} else {
+			v := s
+			c.path = &v
+			mark("path")
+		}
+	}
+	if t.str("host", &s) {
+		if s == "" || strings.ContainsAny(s, " \t\r\n/") {
+			t.errf("host", "invalid host %q: want a host name for the Host header and TLS server name", s)
+		} else {
+			v := strings.ToLower(s)
+			c.host = &v
+			mark("host")
+		}
+	}
+	if v, ok := t.get("expect"); ok {
+		arr, isArr := v.([]any)
+		if !isArr || len(arr) == 0 {
+			t.errf("expect", "want a non-empty array of HTTP status codes such as [200, 301], got %s", describe(v))
+		} else {
+			good := true
+			for i, e := range arr {
+				n, isInt := e.(int64)
+				if !isInt || n < 100 || n > 599 {
+					t.d.errf(t.elemPath("expect", i), "invalid status code %s: want an integer 100..599", describe(e))
+					good = false
+					continue
+				}
+				c.expect = append(c.expect, int(n))
+			}
+			if good {
+				slices.Sort(c.expect)
+				c.expect = slices.Compact(c.expect)
+				mark("expect")
+			} else {
+				c.expect = nil
+			}
+		}
+	}
+	var d time.Duration
+	if t.duration("interval", &d) {
+		v := d
+		c.interval = &v
+		mark("interval")
+	}
+	if t.duration("timeout", &d) {
+		v := d
+		c.timeout = &v
+		mark("timeout")
+	}
+	var n int
+	if t.intVal("rise", 1, 100, &n) {
+		v := n
+		c.rise = &v
+		mark("rise")
+	}
+	if t.intVal("fall", 1, 100, &n) {
+		v := n
+		c.fall = &v
+		mark("fall")
+	}
+	var b bool
+	if t.boolean("tls_skip_verify", &b) {
+		c.insecure = &b
+		mark("tls_skip_verify")
+	}
+	t.done(checkKeys...)
+	return c
+}
+
+// over returns c with the keys given in o replacing c's.
+func (c *checkSpec) over(o *checkSpec) *checkSpec {
+	m := *c
+	m.from = map[string][]string{}
+	for k, v := range c.from {
+		m.from[k] = v
+	}
+	for k, v := range o.from {
+		m.from[k] = v
+	}
+	m.table = o.table
+	if o.typ != nil {
+		m.typ = o.typ
+	}
+	if o.port != nil {
+		m.port = o.port
+	}
+	if o.path != nil {
+		m.path = o.path
+	}
+	if o.host != nil {
+		m.host = o.host
+	}
+	if o.expect != nil {
+		m.expect = o.expect
+	}
+	if o.interval != nil {
+		m.interval = o.interval
+	}
+	if o.timeout != nil {
+		m.timeout = o.timeout
+	}
+	if o.rise != nil {
+		m.rise = o.rise
+	}
+	if o.fall != nil {
+		m.fall = o.fall
+	}
+	if o.insecure != nil {
+		m.insecure = o.insecure
+	}
+	return &m
+}
+
+// resolve applies the defaults and checks the combination. Keys that do
+// not apply to the type (a path for tcp) are dropped, so that equal probes
+// get equal Target keys.
+func (c *checkSpec) resolve() (Check, bool) {
+	at := func(k string) []string {
+		if p, ok := c.from[k]; ok {
+			return p
+		}
+		return c.table
+	}
+	ck := Check{Type: CheckNone, Interval: DefaultCheckInterval, Timeout: DefaultCheckTimeout,
+		Rise: DefaultCheckRise, Fall: DefaultCheckFall}
+	if c.typ != nil {
+		ck.Type = *c.typ
+	}
+	if ck.Type == CheckNone {
+		// Always up: nothing else matters, and every "none" address is
+		// one target whatever else was written.
+		return ck, true
+	}
+	ok := true
+	if c.interval != nil {
+		ck.Interval = *c.interval
+	}
+	if c.timeout != nil {
+		ck.Timeout = *c.timeout
+	}
+	if ck.Timeout >= ck.Interval {
+		where := "timeout"
+		if _, ok := c.from["timeout"]; !ok {
+			where = "interval"
+		}
+		c.d.errf(at(where), "check timeout %v must be shorter than its interval %v", ck.Timeout, ck.Interval)
+		ok = false
+	}
+	if c.rise != nil {
+		ck.Rise = *c.rise
+	}
+	if c.fall != nil {
+		ck.Fall = *c.fall
+	}
+	switch ck.Type {
+	case CheckHTTP:
+		ck.Port = 80
+	case CheckHTTPS:
+		ck.Port = 443
+	}
+	if c.port != nil {
+		ck.Port = *c.port
+	} else if ck.Type == CheckTCP {
+		c.d.errf(at("type"), "a tcp check needs a port")
+		ok = false
+	}
+	if ck.Type == CheckHTTP || ck.Type == CheckHTTPS {
+		ck.Path = DefaultCheckPath
+		if c.path != nil {
+			ck.Path = *c.path
+		}
+		if c.host != nil {
+			ck.Host = *c.host
+		}
+		ck.Expect = []int{200}
+		if c.expect != nil {
+			ck.Expect = c.expect
+		}
+	}
+	if c.insecure != nil && *c.insecure {
+		if ck.Type != CheckHTTPS {
+			c.d.errf(at("tls_skip_verify"), "tls_skip_verify applies to https checks only (this one is %s)", ck.Type)
+			ok = false
+		}
+		ck.Insecure = true
+	}
+	return ck, ok
+}
+
+func (t CheckType) String() string {
+	switch t {
+	case CheckHTTP:
+		return "http"
+	case CheckHTTPS:
+		return "https"
+	case CheckTCP:
+		return "tcp"
+	default:
+		return "none"
+	}
+}
+
+// String is the canonical form of the check, part of Target.Key: equal
+// checks give equal strings on every node, different checks different
+// strings. Examples: "none", "tcp:443?i=5s&t=2s&r=2&f=3",
+// "http:80/healthz?host=www.example.com&expect=200,301&i=5s&t=2s&r=2&f=3".
+func (c Check) String() string {
+	if c.Type == CheckNone {
+		return "none"
+	}
+	var b strings.Builder
+	b.WriteString(c.Type.String())
+	b.WriteByte(':')
+	b.WriteString(strconv.Itoa(int(c.Port)))
+	sep := byte('?')
+	param := func(k, v string) {
+		b.WriteByte(sep)
+		sep = '&'
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(v)
+	}
+	if c.Type != CheckTCP {
+		b.WriteString(escapeKey(c.Path))
+		if c.Host != "" {
+			param("host", escapeKey(c.Host))
+		}
+		codes := make([]string, len(c.Expect))
+		for i, e := range c.Expect {
+			codes[i] = strconv.Itoa(e)
+		}
+		param("expect", strings.Join(codes, ","))
+	}
+	param("i", c.Interval.String())
+	param("t", c.Timeout.String())
+	param("r", strconv.Itoa(c.Rise))
+	param("f", strconv.Itoa(c.Fall))
+	if c.Insecure {
+		param("insecure", "1")
+	}
+	return b.String()
+}
+
+// escapeKey percent-encodes the bytes that structure a check string, so a
+// path holding "?" or "&" cannot make two checks look alike.
+func escapeKey(s string) string {
+	const special = "%?&|=, "
+	if !strings.ContainsAny(s, special) && !hasCtl(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; strings.IndexByte(special, c) >= 0 || c < 0x20 || c == 0x7f {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func hasCtl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || i > 0 && (c == '-' || c == '_' || c == '.')) {
+			return false
+		}
+	}
+	return true
+}
+
+// parsePoolFile decodes one pool file; every top-level table is a pool.
+// Pools come back in file order.
+func parsePoolFile(display string, data []byte, errs *[]*Error) []*poolSrc {
+	d := parseDoc(display, data, errs)
+	if d == nil {
+		return nil
+	}
+	names := make([]string, 0, len(d.root))
+	for k := range d.root {
+		names = append(names, k)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		pa, pb := d.pos.lookup([]string{a}), d.pos.lookup([]string{b})
+		if pa.Line != pb.Line {
+			return pa.Line - pb.Line
+		}
+		if pa.Col != pb.Col {
+			return pa.Col - pb.Col
+		}
+		return strings.Compare(a, b)
+	})
+	var out []*poolSrc
+	for _, name := range names {
+		m, ok := d.root[name].(map[string]any)
+		if !ok {
+			d.errf([]string{name}, "want a pool table ([%s]), got %s", name, describe(d.root[name]))
+			continue
+		}
+		if !validName(name) {
+			d.errf([]string{name}, "invalid pool name: want letters, digits, '-', '_' or '.', starting with a letter or digit, at most 63 characters")
+		}
+		out = append(out, parsePool(d, name, d.table([]string{name}, m)))
+	}
+	return out
+}
+
+func parsePool(d *doc, name string, t *table) *poolSrc {
+	p := &Pool{Name: name, File: d.file, Answers: DefaultAnswers, TTL: DefaultPoolTTL}
+	ps := &poolSrc{pool: p, d: d}
+	var s string
+	if t.str("policy", &s) {
+		switch s {
+		case "geo":
+			p.Policy = PolicyGeo
+		case "weighted":
+			p.Policy = PolicyWeighted
+		case "failover":
+			p.Policy = PolicyFailover
+		default:
+			t.errf("policy", "unknown policy %q (allowed: geo, weighted, failover)", s)
+		}
+	}
+	t.intVal("answers", 1, MaxAnswers, &p.Answers)
+	t.u32("ttl", 0, 1<<31-1, &p.TTL)
+	if t.str("affinity", &s) {
+		switch s {
+		case "none":
+			p.Affinity = AffinityNone
+		case "client-subnet":
+			p.Affinity = AffinityClientSubnet
+		default:
+			t.errf("affinity", "unknown affinity %q (allowed: none, client-subnet)", s)
+		}
+	}
+	if t.str("when_all_down", &s) {
+		switch s {
+		case "answer-all":
+			p.WhenAllDown = AllDownAnswerAll
+		case "fallback":
+			p.WhenAllDown = AllDownFallback
+		case "nodata":
+			p.WhenAllDown = AllDownNoData
+		default:
+			t.errf("when_all_down", "unknown value %q (allowed: answer-all, fallback, nodata)", s)
+		}
+	}
+	if t.str("fallback", &ps.fallback) {
+		if p.WhenAllDown != AllDownFallback {
+			t.errf("fallback", "fallback %q is set but when_all_down is not \"fallback\"", ps.fallback)
+			ps.fallback = ""
+		} else if ps.fallback == "" {
+			t.errf("fallback", "empty pool name")
+		}
+	} else if p.WhenAllDown == AllDownFallback && !t.has("fallback") {
+		t.errf("when_all_down", "when_all_down = \"fallback\" needs a fallback pool: set fallback = \"POOL\"")
+	}
+
+	cs := &checkSpec{from: map[string][]string{}, d: d, table: t.path}
+	if ct := t.sub("check"); ct != nil {
+		cs = parseCheckSpec(ct)
+	}
+	p.Check, _ = cs.resolve()
+
+	seenSite := map[string]int{}
+	seenAddr := map[netip.Addr]string{}
+	sites := t.tables("sites")
+	if len(sites) == 0 && !t.has("sites") {
+		t.errf("", "no sites: add at least one [[%s.sites]] with addresses", name)
+	}
+	for i, st := range sites {
+		site := parseSite(st, p, i, cs, seenAddr)
+		if site.Name != "" {
+			if j, dup := seenSite[site.Name]; dup {
+				st.errf("name", "duplicate site %q (also %s.sites[%d])", site.Name, name, j)
+			}
+			seenSite[site.Name] = i
+		}
+		p.Sites = append(p.Sites, site)
+	}
+	if p.Policy == PolicyWeighted && len(p.Sites) > 0 && !slices.ContainsFunc(p.Sites, func(s *Site) bool { return s.Weight > 0 }) {
+		t.errf("policy", "weighted pool where every site has weight 0: no site could ever be chosen")
+	}
+	t.done(poolKeys...)
+	return ps
+}
+
+func parseSite(t *table, p *Pool, i int, pool *checkSpec, seenAddr map[netip.Addr]string) *Site {
+	s := &Site{Pool: p, Index: i, Weight: DefaultWeight, Priority: i + 1}
+	if t.str("name", &s.Name) {
+		if !validName(s.Name) {
+			t.errf("name", "invalid site name %q: want letters, digits, '-', '_' or '.', starting with a letter or digit, at most 63 characters", s.Name)
+		}
+	} else if !t.has("name") {
+		t.errf("", "missing site name: set name = \"...\"")
+	}
+	hasLat := t.float("lat", -90, 90, &s.Lat)
+	hasLon := t.float("lon", -180, 180, &s.Lon)
+	if t.has("lat") != t.has("lon") {
+		t.errf("", "lat and lon go together: give both or neither")
+	}
+	s.HasCoords = hasLat && hasLon
+	var list []string
+	if t.strs("countries", false, &list) {
+		for j, c := range list {
+			u := strings.ToUpper(c)
+			if !isCountry(u) {
+				t.d.errf(t.elemPath("countries", j), "invalid country %q: want a two-letter ISO 3166-1 code such as \"DE\"", c)
+				continue
+			}
+			if !slices.Contains(s.Countries, u) {
+				s.Countries = append(s.Countries, u)
+			}
+		}
+	}
+	list = nil
+	if t.strs("continents", false, &list) {
+		for j, c := range list {
+			u := strings.ToUpper(c)
+			if !slices.Contains(continents, u) {
+				t.d.errf(t.elemPath("continents", j), "invalid continent %q (allowed: %s)", c, strings.Join(continents, " "))
+				continue
+			}
+			if !slices.Contains(s.Continents, u) {
+				s.Continents = append(s.Continents, u)
+			}
+		}
+	}
+	t.intVal("weight", 0, 1_000_000, &s.Weight)
+	t.intVal("priority", 0, 1_000_000, &s.Priority)
+	t.boolean("drained", &s.Drained)
+	list = nil
+	if t.strs("addresses", false, &list) {
+		if len(list) == 0 {
+			t.errf("addresses", "empty: a site needs at least one address")
+		}
+		for j, a := range list {
+			ep := t.elemPath("addresses", j)
+			ip, err := netip.ParseAddr(a)
+			switch {
+			case err != nil:
+				t.d.errf(ep, "invalid address %q: want an IPv4 or IPv6 literal", a)
+				continue
+			case ip.Zone() != "":
+				t.d.errf(ep, "invalid address %q: IPv6 zones are not allowed", a)
+				continue
+			case ip.Is4In6():
+				t.d.errf(ep, "invalid address %q: write the IPv4 address as %s", a, ip.Unmap())
+				continue
+			}
+			if other, dup := seenAddr[ip]; dup {
+				t.d.errf(ep, "duplicate address %s in pool %s (also in site %s)", ip, p.Name, other)
+				continue
+			}
+			seenAddr[ip] = s.Name
+			s.Addrs = append(s.Addrs, Address{Addr: ip})
+		}
+	} else if !t.has("addresses") {
+		t.errf("", "missing addresses: a site needs at least one, e.g. addresses = [\"192.0.2.10\"]")
+	}
+	cs := pool
+	if ct := t.sub("check"); ct != nil {
+		cs = pool.over(parseCheckSpec(ct))
+	}
+	s.Check, _ = cs.resolve()
+	t.done(siteKeys...)
+	return s
+}
