@@ -1,0 +1,255 @@
+package admin
+
+import (
+	"fmt"
+	"net/netip"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gslbd/zones"
+)
+
+// Status is the answer to GET /api/v1/status (SPEC §8) and what the status
+// page and `gslbd status` show.
+type Status struct {
+	Node      string    `json:"node"`
+	Version   string    `json:"version"`
+	GoVersion string    `json:"go_version"`
+	Time      time.Time `json:"time"`
+	// ConfigLoadedAt is when the snapshot in service was loaded.
+	ConfigLoadedAt time.Time    `json:"config_loaded_at,omitzero"`
+	LastReload     ReloadResult `json:"last_reload"`
+	Warnings       []string     `json:"warnings,omitempty"`
+
+	Members []Member     `json:"members"`
+	Drains  []Drain      `json:"drains"`
+	Pools   []PoolStatus `json:"pools"`
+}
+
+// PoolStatus is one pool with its sites.
+type PoolStatus struct {
+	Name        string       `json:"name"`
+	Policy      string       `json:"policy"`
+	Answers     int          `json:"answers"`
+	TTL         uint32       `json:"ttl"`
+	Affinity    string       `json:"affinity"`
+	WhenAllDown string       `json:"when_all_down"`
+	Fallback    string       `json:"fallback,omitempty"`
+	Check       string       `json:"check"`
+	Sites       []SiteStatus `json:"sites"`
+}
+
+// SiteStatus is one site of a pool.
+type SiteStatus struct {
+	Name string `json:"name"`
+	// Drained is true when the whole site is drained; DrainedBy says how:
+	// "config" (drained = true in the pool file) or "mesh" (the admin API).
+	Drained    bool            `json:"drained"`
+	DrainedBy  string          `json:"drained_by,omitempty"`
+	Lat        float64         `json:"lat"`
+	Lon        float64         `json:"lon"`
+	HasCoords  bool            `json:"has_coords"`
+	Weight     int             `json:"weight"`
+	Priority   int             `json:"priority"`
+	Countries  []string        `json:"countries,omitempty"`
+	Continents []string        `json:"continents,omitempty"`
+	Check      string          `json:"check"`
+	Addresses  []AddressStatus `json:"addresses"`
+}
+
+// AddressStatus is one address of a site: the mesh verdict, whether it is
+// drained, and every monitor's vote.
+type AddressStatus struct {
+	Address netip.Addr `json:"address"`
+	// Verdict is the mesh verdict, "up" or "down" (SPEC §6), whatever the
+	// drains say.
+	Verdict string `json:"verdict"`
+	Drained bool   `json:"drained"`
+	// Eligible is whether the address can be in an answer now: up and not
+	// drained (SPEC §5.2).
+	Eligible bool `json:"eligible"`
+	// Votes maps each monitor with a fresh report to "up" or "down".
+	Votes map[string]string `json:"votes"`
+	// Reason, LatencyMS and CheckedAt are this node's own last probe.
+	Reason    string    `json:"reason,omitempty"`
+	LatencyMS float64   `json:"latency_ms,omitempty"`
+	CheckedAt time.Time `json:"checked_at,omitzero"`
+	Target    string    `json:"target"`
+}
+
+func (s *Server) view() *zones.View {
+	if s.opts.Source == nil {
+		return nil
+	}
+	return s.opts.Source.View()
+}
+
+// Status gathers the node's state now.
+func (s *Server) Status() *Status {
+	st := &Status{
+		Node:       s.opts.NodeName,
+		Version:    s.opts.Version,
+		GoVersion:  runtime.Version(),
+		Time:       time.Now().UTC(),
+		LastReload: s.lastReload(),
+		Members:    []Member{},
+		Drains:     []Drain{},
+		Pools:      []PoolStatus{},
+	}
+	if m := s.opts.Mesh; m != nil {
+		st.Members = append(st.Members, m.Members()...)
+		slices.SortFunc(st.Members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+		st.Drains = append(st.Drains, m.Drains()...)
+	}
+	v := s.view()
+	if v == nil {
+		return st
+	}
+	st.ConfigLoadedAt = v.Snap.LoadedAt
+	st.Warnings = v.Snap.Warnings
+	var probes map[string]ProbeState
+	if s.opts.Monitor != nil {
+		probes = s.opts.Monitor.Probes()
+	}
+	meshDrained := map[[2]string]bool{}
+	for _, d := range st.Drains {
+		if !d.Addr.IsValid() {
+			meshDrained[[2]string{d.Pool, d.Site}] = true
+		}
+	}
+	for _, p := range v.Snap.PoolList {
+		ps := PoolStatus{
+			Name:        p.Name,
+			Policy:      policyName(p.Policy),
+			Answers:     p.Answers,
+			TTL:         p.TTL,
+			Affinity:    affinityName(p.Affinity),
+			WhenAllDown: allDownName(p.WhenAllDown),
+			Check:       checkString(p.Check),
+			Sites:       make([]SiteStatus, 0, len(p.Sites)),
+		}
+		if p.Fallback != nil {
+			ps.Fallback = p.Fallback.Name
+		}
+		for _, site := range p.Sites {
+			ss := SiteStatus{
+				Name:       site.Name,
+				Lat:        site.Lat,
+				Lon:        site.Lon,
+				HasCoords:  site.HasCoords,
+				Weight:     site.Weight,
+				Priority:   site.Priority,
+				Countries:  site.Countries,
+				Continents: site.Continents,
+				Check:      checkString(site.Check),
+				Addresses:  make([]AddressStatus, 0, len(site.Addrs)),
+			}
+			switch {
+			case site.Drained:
+				ss.Drained, ss.DrainedBy = true, "config"
+			case meshDrained[[2]string{p.Name, site.Name}]:
+				ss.Drained, ss.DrainedBy = true, "mesh"
+			}
+			for i := range site.Addrs {
+				a := &site.Addrs[i]
+				key := v.Snap.Targets[a.Target].Key
+				as := AddressStatus{
+					Address:  a.Addr,
+					Verdict:  verdict(v.Up(a)),
+					Drained:  v.IsDrained(a),
+					Eligible: v.Up(a) && !v.IsDrained(a),
+					Votes:    map[string]string{},
+					Target:   key,
+				}
+				if s.opts.Mesh != nil {
+					for mon, up := range s.opts.Mesh.Votes(key) {
+						as.Votes[mon] = verdict(up)
+					}
+				}
+				if ps, ok := probes[key]; ok {
+					as.Reason = ps.Reason
+					as.LatencyMS = float64(ps.Latency.Microseconds()) / 1000
+					as.CheckedAt = ps.At.UTC()
+				}
+				ss.Addresses = append(ss.Addresses, as)
+			}
+			ps.Sites = append(ps.Sites, ss)
+		}
+		st.Pools = append(st.Pools, ps)
+	}
+	return st
+}
+
+func verdict(up bool) string {
+	if up {
+		return "up"
+	}
+	return "down"
+}
+
+func policyName(p zones.Policy) string {
+	switch p {
+	case zones.PolicyGeo:
+		return "geo"
+	case zones.PolicyWeighted:
+		return "weighted"
+	case zones.PolicyFailover:
+		return "failover"
+	}
+	return "policy(" + strconv.Itoa(int(p)) + ")"
+}
+
+func affinityName(a zones.Affinity) string {
+	switch a {
+	case zones.AffinityNone:
+		return "none"
+	case zones.AffinityClientSubnet:
+		return "client-subnet"
+	}
+	return "affinity(" + strconv.Itoa(int(a)) + ")"
+}
+
+func allDownName(a zones.AllDown) string {
+	switch a {
+	case zones.AllDownAnswerAll:
+		return "answer-all"
+	case zones.AllDownFallback:
+		return "fallback"
+	case zones.AllDownNoData:
+		return "nodata"
+	}
+	return "when_all_down(" + strconv.Itoa(int(a)) + ")"
+}
+
+// checkString is a one-line summary of a check for people: "http :80
+// /healthz every 5s".
+func checkString(c zones.Check) string {
+	var b strings.Builder
+	switch c.Type {
+	case zones.CheckNone:
+		return "none"
+	case zones.CheckHTTP:
+		b.WriteString("http")
+	case zones.CheckHTTPS:
+		b.WriteString("https")
+	case zones.CheckTCP:
+		b.WriteString("tcp")
+	default:
+		fmt.Fprintf(&b, "check(%d)", c.Type)
+	}
+	fmt.Fprintf(&b, " :%d", c.Port)
+	if c.Type == zones.CheckHTTP || c.Type == zones.CheckHTTPS {
+		b.WriteString(" ")
+		if c.Host != "" {
+			b.WriteString(c.Host)
+		}
+		b.WriteString(c.Path)
+	}
+	if c.Interval > 0 {
+		fmt.Fprintf(&b, " every %s", c.Interval)
+	}
+	return b.String()
+}
