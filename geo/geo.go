@@ -1,10 +1,26 @@
 // Package geo locates clients: a GeoIP2/GeoLite2 City or Country database
 // walked once at load into a compact, immutable lookup table, with
 // operator overrides (geo.networks) checked first, and great-circle distance.
+//
+// The technique is gdnsd's (libgdmaps): instead of asking the MaxMind
+// reader per query, Open walks every network of the database once,
+// deduplicates the records into Locations with dense IDs, lays the
+// overrides over the result, and merges neighbouring networks with the
+// same answer. A lookup is then a binary search in a sorted array of range
+// starts, and the merged range gives the widest network around the client
+// with the same answer: the ECS scope (SPEC §5.7).
 package geo
 
+//go:generate go run ../testdata/geo/gen -out ../testdata/geo
+
 import (
+	"errors"
+	"fmt"
 	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/oschwald/maxminddb-golang/v2"
 )
 
 // Source says where a Location came from.
@@ -16,9 +32,22 @@ const (
 	SourceDatabase               // the city or country database
 )
 
+func (s Source) String() string {
+	switch s {
+	case SourceOverride:
+		return "override"
+	case SourceDatabase:
+		return "database"
+	default:
+		return "unknown"
+	}
+}
+
 // Location is where a client is. Locations are deduplicated per DB: every
 // distinct (country, continent, lat, lon) gets one ID, dense from 0, so
 // callers can precompute per-location data in slices indexed by ID.
+// ID 0 is always the unknown location. Locations returned by a DB are
+// shared and must not be modified.
 type Location struct {
 	ID        int32
 	Country   string // ISO 3166-1 alpha-2, upper-case; "" when unknown
@@ -37,21 +66,415 @@ type Override struct {
 	HasCoords bool
 }
 
-// DB is an immutable client locator. The zero DB (and a nil *DB) knows no
-// one.
-type DB struct {
-	unknown Location
+// Info describes a loaded DB for status, metrics and `gslbd check`.
+type Info struct {
+	Path         string    // "" without a database
+	Type         string    // database_type from the metadata, e.g. "GeoLite2-City"
+	BuildTime    time.Time // zero without a database
+	IPVersion    int       // 4 or 6; 0 without a database
+	Networks     int       // networks with data walked in the database
+	Locations    int       // distinct Locations, unknown and overrides included
+	Overrides    int       // geo.networks entries
+	Ranges       int       // ranges in the lookup table after merging
+	TableBytes   int       // approximate memory of the lookup table
+	LoadDuration time.Duration
 }
+
+// DB is an immutable client locator, safe for concurrent use. The zero DB
+// (and a nil *DB) knows no one.
+type DB struct {
+	locs []Location
+
+	// IPv4: sorted range starts and the id of each range; idx4[b] is the
+	// first range starting at or after b<<16, so a lookup searches only
+	// the ranges of its /16.
+	start4 []uint32
+	id4    []uint32
+	idx4   []uint32
+
+	// IPv6: the same over 128-bit starts. An id with aliasFlag set sends
+	// the lookup to the IPv4 table (see aliases).
+	start6 []u128
+	id6    []uint32
+	idx6   []uint32
+
+	// aliases[i] is the prefix length of an IPv6 subtree that the
+	// database maps onto its IPv4 subtree: the 32 bits after it are the
+	// IPv4 address (::/96 and ::ffff:0:0/96 at 96, 6to4 2002::/16 at 16).
+	aliases []uint8
+
+	info Info
+}
+
+// unknownLocation answers for a nil or zero DB. It is never written.
+var unknownLocation Location
 
 // Lookup locates a. It never returns nil; bits is the prefix length of the
-// widest network around a with the same answer.
+// widest network around a in which every address gets the same answer
+// (IPv4 prefix lengths for IPv4 and IPv4-mapped addresses). It does not
+// allocate.
 func (db *DB) Lookup(a netip.Addr) (loc *Location, bits int) {
-	// Placeholder until the database reader lands (issue 3).
-	return &db.unknown, 0
+	if db == nil || len(db.locs) == 0 {
+		return &unknownLocation, 0
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		b := a.As4()
+		id, bits := db.lookup4(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
+		return &db.locs[id], bits
+	}
+	if !a.Is6() {
+		return &db.locs[0], 0
+	}
+	x := u128From16(a.As16())
+	i := db.find6(x)
+	end := maxU128
+	if i+1 < len(db.start6) {
+		end = db.start6[i+1].sub1()
+	}
+	bits = prefixBits(x, db.start6[i], end, 128)
+	id := db.id6[i]
+	if id&aliasFlag != 0 {
+		at := int(db.aliases[id&^aliasFlag])
+		v4 := x.shl(at).hi >> 32
+		var b4 int
+		id, b4 = db.lookup4(uint32(v4))
+		bits = max(bits, at+b4)
+	}
+	return &db.locs[id], bits
 }
 
-// Open loads the database at path ("" = none) with the overrides.
+func (db *DB) lookup4(x uint32) (id uint32, bits int) {
+	b := x >> 16
+	lo, hi := int(db.idx4[b]), int(db.idx4[b+1])
+	if lo > 0 {
+		lo-- // the range containing b<<16 may start before it
+	}
+	s := db.start4
+	for hi-lo > 1 {
+		m := int(uint(lo+hi) >> 1)
+		if s[m] <= x {
+			lo = m
+		} else {
+			hi = m
+		}
+	}
+	end := uint64(1<<32 - 1)
+	if lo+1 < len(s) {
+		end = uint64(s[lo+1]) - 1
+	}
+	return db.id4[lo], prefixBits(u128{0, uint64(x)}, u128{0, uint64(s[lo])}, u128{0, end}, 32)
+}
+
+func (db *DB) find6(x u128) int {
+	b := x.hi >> 48
+	lo, hi := int(db.idx6[b]), int(db.idx6[b+1])
+	if lo > 0 {
+		lo--
+	}
+	s := db.start6
+	for hi-lo > 1 {
+		m := int(uint(lo+hi) >> 1)
+		if v := s[m]; v.hi < x.hi || (v.hi == x.hi && v.lo <= x.lo) {
+			lo = m
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// NumLocations is the number of distinct Locations: every Location.ID is
+// in [0, NumLocations). It is at least 1 (the unknown location).
+func (db *DB) NumLocations() int {
+	if db == nil || len(db.locs) == 0 {
+		return 1
+	}
+	return len(db.locs)
+}
+
+// Location returns the Location with the given ID, for callers that keep
+// IDs; an ID out of range gives the unknown location.
+func (db *DB) Location(id int32) *Location {
+	if db == nil || id < 0 || int(id) >= len(db.locs) {
+		return &unknownLocation
+	}
+	return &db.locs[id]
+}
+
+// Info describes the DB.
+func (db *DB) Info() Info {
+	if db == nil {
+		return Info{Locations: 1}
+	}
+	i := db.info
+	i.Locations = db.NumLocations()
+	return i
+}
+
+// record is the part of a City or Country record that locates a client;
+// the reader's struct decoding skips everything else (names, subdivisions,
+// traits), which keeps the one-time walk fast.
+type record struct {
+	Country struct {
+		ISOCode string `maxminddb:"iso_code"`
+	} `maxminddb:"country"`
+	Continent struct {
+		Code string `maxminddb:"code"`
+	} `maxminddb:"continent"`
+	Location struct {
+		Latitude  *float64 `maxminddb:"latitude"`
+		Longitude *float64 `maxminddb:"longitude"`
+	} `maxminddb:"location"`
+}
+
+// locKey identifies a Location for deduplication.
+type locKey struct {
+	country, continent string
+	lat, lon           float64
+	hasCoords          bool
+	source             Source
+}
+
+type builder struct {
+	locs  []Location
+	byKey map[locKey]uint32
+	names map[string]string // interned country and continent codes
+}
+
+func (b *builder) intern(s string) string {
+	if v, ok := b.names[s]; ok {
+		return v
+	}
+	s = strings.Clone(s)
+	b.names[s] = s
+	return s
+}
+
+// location returns the ID of the Location with key k, adding it if new.
+// A key without any data is the unknown location.
+func (b *builder) location(k locKey) uint32 {
+	if k.source != SourceOverride && k.country == "" && k.continent == "" && !k.hasCoords {
+		return 0
+	}
+	if !k.hasCoords {
+		k.lat, k.lon = 0, 0
+	}
+	if id, ok := b.byKey[k]; ok {
+		return id
+	}
+	id := uint32(len(b.locs))
+	b.locs = append(b.locs, Location{
+		ID: int32(id), Country: b.intern(k.country), Continent: b.intern(k.continent),
+		Lat: k.lat, Lon: k.lon, HasCoords: k.hasCoords, Source: k.source,
+	})
+	b.byKey[k] = id
+	return id
+}
+
+// Open loads the database at path ("" = none) with the overrides. The
+// database must be a MaxMind DB with City or Country records (GeoIP2 or
+// GeoLite2 City/Country, DB-IP City/Country Lite). The file is read once
+// and closed before Open returns.
+//
+// Overrides: for an address, the longest override prefix containing it
+// decides (Source = SourceOverride); without one the database decides.
+// An IPv4-mapped IPv6 override prefix (::ffff:a.b.c.d/n, n >= 96) is the
+// IPv4 prefix a.b.c.d/(n-96). The bits Lookup reports are those of the
+// widest network around the address in which the answer does not change,
+// so inside an override that contains a longer one, an address outside
+// the longer one gets a prefix that excludes it (e.g. 10.0.0.0/8 with
+// 10.1.0.0/16 inside: 10.2.3.4 gets /15, 10.200.0.1 gets /9).
 func Open(path string, overrides []Override) (*DB, error) {
-	// Placeholder until the database reader lands (issue 3).
-	return &DB{}, nil
+	t0 := time.Now()
+	b := &builder{
+		locs:  []Location{{ID: 0}},
+		byKey: map[locKey]uint32{},
+		names: map[string]string{},
+	}
+	db := &DB{info: Info{Path: path, Overrides: len(overrides)}}
+
+	v4 := newRunList(32)
+	v6 := newRunList(128)
+	if path == "" {
+		v4.add(u128{}, v4.spaceMax(), 0)
+		v6.add(u128{}, v6.spaceMax(), 0)
+	} else if err := db.walk(path, b, v4, v6); err != nil {
+		return nil, err
+	}
+
+	var ov4, ov6 []ovEntry
+	for _, o := range overrides {
+		p := o.Prefix
+		if !p.IsValid() {
+			return nil, fmt.Errorf("geo: override %v: invalid prefix", p)
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		p = p.Masked()
+		id := b.location(locKey{
+			country: strings.ToUpper(o.Country), continent: strings.ToUpper(o.Continent),
+			lat: o.Lat, lon: o.Lon, hasCoords: o.HasCoords, source: SourceOverride,
+		})
+		if p.Addr().Is4() {
+			a := p.Addr().As4()
+			ov4 = append(ov4, ovEntry{u128{0, uint64(a[0])<<24 | uint64(a[1])<<16 | uint64(a[2])<<8 | uint64(a[3])}, p.Bits(), id})
+		} else {
+			ov6 = append(ov6, ovEntry{u128From16(p.Addr().As16()), p.Bits(), id})
+		}
+	}
+	r4, r6 := v4.runs, v6.runs
+	if len(ov4) > 0 {
+		r4 = overlay(r4, overrideLayer(ov4, 32), 32)
+	}
+	if len(ov6) > 0 {
+		r6 = overlay(r6, overrideLayer(ov6, 128), 128)
+	}
+
+	db.locs = b.locs
+	db.start4 = make([]uint32, len(r4))
+	db.id4 = make([]uint32, len(r4))
+	for i, r := range r4 {
+		db.start4[i], db.id4[i] = uint32(r.start.lo), r.id
+	}
+	db.idx4 = make([]uint32, 1<<16+1)
+	k := 0
+	for bkt := range 1<<16 + 1 {
+		for k < len(db.start4) && db.start4[k]>>16 < uint32(bkt) {
+			k++
+		}
+		db.idx4[bkt] = uint32(k)
+	}
+	db.start6 = make([]u128, len(r6))
+	db.id6 = make([]uint32, len(r6))
+	for i, r := range r6 {
+		db.start6[i], db.id6[i] = r.start, r.id
+	}
+	db.idx6 = make([]uint32, 1<<16+1)
+	k = 0
+	for bkt := range 1<<16 + 1 {
+		for k < len(db.start6) && db.start6[k].hi>>48 < uint64(bkt) {
+			k++
+		}
+		db.idx6[bkt] = uint32(k)
+	}
+	db.info.Ranges = len(r4) + len(r6)
+	db.info.TableBytes = 8*len(r4) + 20*len(r6) + 8*(1<<16+1) + len(db.locs)*64
+	db.info.LoadDuration = time.Since(t0)
+	return db, nil
+}
+
+// walk reads every network of the database at path into the run lists.
+func (db *DB) walk(path string, b *builder, v4, v6 *runList) (err error) {
+	r, err := maxminddb.Open(path)
+	if err != nil {
+		return fmt.Errorf("geo: open %s: %w", path, err)
+	}
+	defer func() {
+		if cerr := r.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("geo: close %s: %w", path, cerr)
+		}
+	}()
+	md := r.Metadata
+	if !supportedType(md.DatabaseType) {
+		return fmt.Errorf("geo: open %s: database type %q has no city or country records (want a GeoIP2/GeoLite2 City or Country or a DB-IP City/Country Lite database)", path, md.DatabaseType)
+	}
+	db.info.Type = md.DatabaseType
+	db.info.BuildTime = md.BuildTime()
+	db.info.IPVersion = int(md.IPVersion)
+
+	// Gaps in the IPv6 walk are the subtrees the reader skips because
+	// they alias the IPv4 subtree (and the IPv4 subtree itself, which
+	// the walk reports as IPv4 networks). In an IPv4-only database the
+	// IPv6 space is simply unknown.
+	gap6 := func(s, e u128) {
+		if md.IPVersion != 6 {
+			v6.add(s, e, 0)
+			return
+		}
+		alignedPrefixes(s, e, func(start u128, bits int) {
+			_, last := prefixRange(start, bits, 128)
+			if bits > 96 {
+				v6.add(start, last, 0)
+				return
+			}
+			db.aliases = append(db.aliases, uint8(bits))
+			v6.add(start, last, aliasFlag|uint32(len(db.aliases)-1))
+		})
+	}
+
+	byOffset := map[uintptr]uint32{}
+	for res := range r.Networks(maxminddb.IncludeNetworksWithoutData()) {
+		if err := res.Err(); err != nil {
+			return fmt.Errorf("geo: read %s: %w", path, err)
+		}
+		id := uint32(0)
+		if res.Found() {
+			db.info.Networks++
+			off := res.Offset()
+			var ok bool
+			if id, ok = byOffset[off]; !ok {
+				var rec record
+				if err := res.Decode(&rec); err != nil {
+					return fmt.Errorf("geo: read %s: record of %v: %w", path, res.Prefix(), err)
+				}
+				k := locKey{
+					country:   strings.ToUpper(rec.Country.ISOCode),
+					continent: strings.ToUpper(rec.Continent.Code),
+					source:    SourceDatabase,
+				}
+				if rec.Location.Latitude != nil && rec.Location.Longitude != nil {
+					k.lat, k.lon, k.hasCoords = *rec.Location.Latitude, *rec.Location.Longitude, true
+				}
+				id = b.location(k)
+				byOffset[off] = id
+			}
+		}
+		p := res.Prefix()
+		if p.Addr().Is4() {
+			a := p.Addr().As4()
+			s, e := prefixRange(u128{0, uint64(a[0])<<24 | uint64(a[1])<<16 | uint64(a[2])<<8 | uint64(a[3])}, p.Bits(), 32)
+			if v4.done || s != v4.next {
+				return fmt.Errorf("geo: read %s: network %v out of order", path, p)
+			}
+			v4.add(s, e, id)
+			continue
+		}
+		s, e := prefixRange(u128From16(p.Addr().As16()), p.Bits(), 128)
+		if v6.done || s.less(v6.next) {
+			return fmt.Errorf("geo: read %s: network %v out of order", path, p)
+		}
+		if s != v6.next {
+			gap6(v6.next, s.sub1())
+		}
+		if s == (u128{}) && !e.less(u128{0, 1<<32 - 1}) && len(v4.runs) == 0 {
+			// An IPv6 network containing the whole IPv4 subtree (a
+			// database without one) answers for IPv4 too.
+			v4.add(u128{}, v4.spaceMax(), id)
+		}
+		v6.add(s, e, id)
+	}
+	if !v6.done {
+		gap6(v6.next, maxU128)
+	}
+	if !v4.done {
+		if len(v4.runs) > 0 {
+			return fmt.Errorf("geo: read %s: walk ended at %v", path, v4.next)
+		}
+		v4.add(v4.next, v4.spaceMax(), 0)
+	}
+	if db.info.Networks == 0 {
+		return fmt.Errorf("geo: read %s: %w", path, errors.New("database has no networks with data"))
+	}
+	return nil
+}
+
+func supportedType(t string) bool {
+	for _, s := range []string{"City", "Country", "Enterprise", "DBIP-Location"} {
+		if strings.Contains(t, s) {
+			return true
+		}
+	}
+	return false
 }
