@@ -135,7 +135,7 @@ type Site struct {
 	Pool       *Pool
 	Index      int // position in Pool.Sites (file order)
 	Lat, Lon   float64
-	HasCoords  bool // lat and lon were given
+	HasCoords  bool     // lat and lon were given
 	Countries  []string // upper-case ISO 3166-1 alpha-2
 	Continents []string // upper-case two-letter continent codes
 	Weight     int
