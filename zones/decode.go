@@ -43,6 +43,10 @@ func parseDoc(file string, data []byte, errs *[]*Error) *doc {
 // errf records an error at path, prefixed with the path as written.
 func (d *doc) errf(path []string, format string, args ...any) {
 	p := d.pos.lookup(path)
+	if p.Line == 0 {
+		// A key missing from the top-level table: the file as a whole.
+		p.Line = 1
+	}
 	msg := fmt.Sprintf(format, args...)
 	if len(path) > 0 {
 		msg = displayPath(path) + ": " + msg
@@ -346,7 +350,7 @@ func describe(v any) string {
 // readFile reads path, recording a failure as an error of that file.
 func readFile(path, display string, errs *[]*Error) ([]byte, os.FileInfo, bool) {
 	fail := func(err error) ([]byte, os.FileInfo, bool) {
-		*errs = append(*errs, &Error{File: display, Msg: fmt.Sprintf("read: %v", err), Err: err})
+		*errs = append(*errs, &Error{File: display, Line: 1, Msg: fmt.Sprintf("cannot read: %v", pathReason(err)), Err: err})
 		return nil, nil, false
 	}
 	f, err := os.Open(path)

@@ -47,6 +47,11 @@ func joinErrors(errs []*Error) error {
 	slices.SortStableFunc(errs, func(a, b *Error) int {
 		return cmp.Or(cmp.Compare(order[a.File], order[b.File]), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
 	})
+	// A pool-wide check problem shows again in every site that inherits
+	// it; say it once.
+	errs = slices.CompactFunc(errs, func(a, b *Error) bool {
+		return a.File == b.File && a.Line == b.Line && a.Col == b.Col && a.Msg == b.Msg
+	})
 	all := make([]error, len(errs))
 	for i, e := range errs {
 		all[i] = e

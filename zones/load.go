@@ -58,6 +58,9 @@ func Load(cfg *NodeConfig) (*Snapshot, error) {
 			continue
 		}
 		z := zs.zone
+		if zs.badOrigin {
+			continue
+		}
 		if other, dup := origins[z.Origin]; dup {
 			zs.d.errf([]string{"origin"}, "duplicate origin %s: also the origin of %s", z.Origin, other.zone.File)
 			continue
@@ -85,6 +88,12 @@ func Load(cfg *NodeConfig) (*Snapshot, error) {
 		l.nodeErr(err, []string{"geo", "city_db"}, "open geo database: %v", err)
 	} else {
 		s.Geo = db
+		if cfg.Geo.CityDB != "" {
+			i := db.Info()
+			s.Files = append(s.Files, FileSummary{Path: displayName(cfg.Geo.CityDB), Summary: fmt.Sprintf(
+				"geo database %s built %s: %d networks, %d locations, loaded in %v",
+				i.Type, i.BuildTime.UTC().Format(time.DateOnly), i.Networks, i.Locations, i.LoadDuration.Round(time.Millisecond))})
+		}
 	}
 	if err := joinErrors(l.errs); err != nil {
 		return nil, err
@@ -128,7 +137,7 @@ func (l *loader) list(sec DirSection, key, what string) []string {
 		if os.IsNotExist(err) && !sec.explicit {
 			return nil
 		}
-		l.nodeErr(err, []string{key, "dir"}, "read %s directory: %v", what, err)
+		l.nodeErr(err, []string{key, "dir"}, "cannot read %s directory %s: %v", what, displayName(sec.Dir), pathReason(err))
 		return nil
 	}
 	var files []string

@@ -1,6 +1,8 @@
 package zones
 
 import (
+	"errors"
+	"io/fs"
 	"fmt"
 	"net/netip"
 	"os"
@@ -225,11 +227,21 @@ func checkFile(t *table, key, path string) string {
 		return path
 	}
 	if fi, err := os.Stat(path); err != nil {
-		t.errf(key, "%v", err)
+		t.errf(key, "cannot use %s: %v", displayName(path), pathReason(err))
 	} else if !fi.Mode().IsRegular() {
-		t.errf(key, "%s is not a regular file", path)
+		t.errf(key, "cannot use %s: not a regular file", displayName(path))
 	}
 	return path
+}
+
+// pathReason strips the operation and path from a file error, for
+// messages that name the path themselves.
+func pathReason(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // parseListen parses a listen or bind address: an IP literal and a port.

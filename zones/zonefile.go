@@ -32,6 +32,7 @@ const maxTTL = 1<<31 - 1 // RFC 2181 §8
 type zoneSrc struct {
 	zone      *Zone
 	d         *doc
+	badOrigin bool // missing or invalid: no duplicate check
 	names     int // names written in the file (not counting empty non-terminals)
 	poolNames int
 	cuts      int
@@ -62,6 +63,7 @@ func parseZoneFile(display string, data []byte, mtime time.Time, lookupPool func
 		if _, ok := dns.IsDomainName(o); !ok || !dns.IsFqdn(o) || strings.Contains(o, "*") {
 			root.errf("origin", "invalid origin %q: want a fully qualified domain name ending in a dot, e.g. \"gslb.example.com.\"", z.Origin)
 			o = "origin.invalid."
+			zs.badOrigin = true
 		}
 		z.Origin = o
 	} else {
@@ -69,6 +71,7 @@ func parseZoneFile(display string, data []byte, mtime time.Time, lookupPool func
 			root.errf("", "missing origin: set origin = \"gslb.example.com.\"")
 		}
 		z.Origin = "origin.invalid."
+		zs.badOrigin = true
 	}
 	root.u32("ttl", 0, maxTTL, &z.TTL)
 
@@ -348,7 +351,13 @@ func parseName(t *table, z *Zone, owner string, lookupPool func(string) *Pool, p
 			ns.name.RRs = append(ns.name.RRs, rr)
 		}
 	}
-	if len(ns.types) == 0 && ns.pool == nil && len(t.m) == len(t.used) {
+	onlyTTL := true
+	for k, v := range t.m {
+		if _, sub := v.(map[string]any); k != "ttl" && !(sub && t.used[k] && !slices.Contains(recordTypes, k)) {
+			onlyTTL = false
+		}
+	}
+	if onlyTTL {
 		t.errf("", "no records: give a pool or at least one of %s", strings.Join(recordTypes, ", "))
 	}
 	return ns
