@@ -2,8 +2,8 @@ package zones
 
 import (
 	"errors"
-	"io/fs"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"

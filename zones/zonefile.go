@@ -33,7 +33,7 @@ type zoneSrc struct {
 	zone      *Zone
 	d         *doc
 	badOrigin bool // missing or invalid: no duplicate check
-	names     int // names written in the file (not counting empty non-terminals)
+	names     int  // names written in the file (not counting empty non-terminals)
 	poolNames int
 	cuts      int
 }
