@@ -330,7 +330,7 @@ func (v *View) ExplainName(name string, qtype uint16, client netip.Addr, ecsPref
 	}
 	t := newTrace(qtype, c)
 	t.Name = name
-	z := v.findZone(name)
+	z := v.Snap.Zone(name)
 	if z == nil {
 		t.Rcode = "REFUSED"
 		t.notef("no zone encloses %s", name)
@@ -413,17 +413,6 @@ func ownerString(rr dns.RR, name string) string {
 	return c.String()
 }
 
-// findZone is the closest enclosing zone of name (Snapshot.Zones is sorted
-// longest origin first).
-func (v *View) findZone(name string) *Zone {
-	for _, z := range v.Snap.Zones {
-		if dns.IsSubDomain(z.Origin, name) {
-			return z
-		}
-	}
-	return nil
-}
-
 // delegation is the NS set below the apex at or above owner, if any.
 func (z *Zone) delegation(owner string) *Name {
 	for name := owner; name != z.Origin && dns.IsSubDomain(z.Origin, name); {
@@ -489,4 +478,97 @@ func (z *Zone) hasDescendant(name string) bool {
 		}
 	}
 	return false
+}
+
+// Text renders the trace for people (`gslbd explain`).
+func (t *Trace) Text() string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	q := t.Name
+	if q == "" {
+		q = "(pool)"
+	}
+	w("query:    %s %s", q, t.Type)
+	client := t.Client.Address + " (packet source)"
+	if t.Client.Source == "ecs" && t.Client.SourcePrefix != nil {
+		client = fmt.Sprintf("%s/%d (EDNS Client Subnet)", t.Client.Address, *t.Client.SourcePrefix)
+	}
+	w("client:   %s", client)
+	if t.Zone != "" {
+		owner := t.Owner
+		if t.Wildcard {
+			owner += " (wildcard)"
+		}
+		w("zone:     %s  owner: %s", t.Zone, owner)
+	}
+	for _, c := range t.CNAMEs {
+		w("cname:    %s", c)
+	}
+	if l := t.Location; l != nil {
+		where := strings.TrimSpace(l.Country + " " + l.Continent)
+		if where == "" {
+			where = "unknown"
+		}
+		if l.Lat != nil && l.Lon != nil {
+			where += fmt.Sprintf(" (%.4f, %.4f)", *l.Lat, *l.Lon)
+		}
+		w("location: %s, from %s, network %s", where, l.Source, l.Network)
+	}
+	for _, p := range t.Pools {
+		b.WriteString("\n")
+		line := fmt.Sprintf("pool %s: policy %s, answers %d, ttl %d, affinity %s", p.Pool, p.Policy, p.Answers, p.TTL, p.Affinity)
+		if p.AffinityNet != "" {
+			line += " (" + p.AffinityNet + ")"
+		}
+		w("%s", line)
+		w("  %s addresses:", p.Family)
+		if len(p.Addresses) == 0 {
+			w("    (none)")
+		}
+		for _, a := range p.Addresses {
+			w("    %-8s %-39s %-7s %s", a.Site, a.Address, a.State, a.Why)
+		}
+		if p.Note != "" {
+			w("  %s", p.Note)
+		}
+		if p.AllDown != "" {
+			w("  all down → %s", p.AllDown)
+		}
+		if len(p.Sites) > 0 {
+			w("  site order:")
+		}
+		for _, s := range p.Sites {
+			if s.Skipped {
+				w("    -  %-8s skipped: %s", s.Site, s.Reason)
+				continue
+			}
+			w("    %d. %-8s %s (%d eligible)", s.Position, s.Site, s.Reason, s.Eligible)
+			if len(s.Taken) > 0 {
+				w("       answers %s — %s", strings.Join(s.Taken, " "), s.How)
+			}
+		}
+	}
+	b.WriteString("\n")
+	for _, n := range t.Notes {
+		w("note:     %s", n)
+	}
+	for _, s := range t.Static {
+		w("static:   %s", s)
+	}
+	ans := strings.Join(t.Answer, " ")
+	switch {
+	case t.Rcode != "" && t.Rcode != "NOERROR":
+		ans = t.Rcode
+	case t.NoData:
+		ans = "NODATA (NOERROR, no answer)"
+	case ans == "" && len(t.Static) > 0:
+		ans = "the static records above"
+	}
+	if len(t.Pools) > 0 {
+		w("answer:   %s  ttl %d", ans, t.TTL)
+	} else {
+		w("answer:   %s", ans)
+	}
+	w("scope:    %d — %s", t.Scope, t.ScopeWhy)
+	return b.String()
 }

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/miekg/dns"
 
@@ -71,25 +70,19 @@ type snapSel struct {
 	once     sync.Once
 	numSites int // sites across all pools; siteSel.seq is in [0, numSites)
 	numPools int
-	// numLocs is geo.DB.NumLocations when the DB tells it; geo pools cache
-	// their per-location order in that many slots.
-	numLocs int
 }
 
 // poolSel is what prepareSelection derives for a pool.
 type poolSel struct {
-	seq int      // position among Snapshot.PoolList, for View state
-	has [2]bool  // the pool has an address of the family at all
-	all []rank   // every site in file order, one tier (weighted; unknown location)
-	fo  []rank   // failover: by priority, then file order, each its own tier
-	geo []geoRef // by geo.Location.ID: the cached geo order, filled on first use
-}
-
-// geoRef caches the geo order of a pool for one client location. It is
-// filled the first time a client of that location asks (one allocation),
-// and read lock-free ever after.
-type geoRef struct {
-	p atomic.Pointer[[]rank]
+	seq int     // position among Snapshot.PoolList, for View state
+	has [2]bool // the pool has an address of the family at all
+	all []rank  // every site in file order, one tier (weighted; unknown location)
+	fo  []rank  // failover: by priority, then file order, each its own tier
+	// Geo: the site ranking for a client of each geo.Location.ID is
+	// geoOrders[geoIdx[id]]. Locations are many (a city database has
+	// ~10^5), distinct rankings few, so they are deduplicated.
+	geoIdx    []uint32
+	geoOrders [][]rank
 }
 
 // siteSel is what prepareSelection derives for a site.
@@ -107,28 +100,20 @@ func (s *Snapshot) prepareSelection() error {
 	return nil
 }
 
-// locationCounter is the part of geo.DB that sizes the per-location cache.
-type locationCounter interface{ NumLocations() int }
-
 func (s *Snapshot) prepare() {
-	if lc, ok := any(s.Geo).(locationCounter); ok && s.Geo != nil {
-		s.sel.numLocs = lc.NumLocations()
-	}
 	seq := 0
 	for pi, p := range s.PoolList {
-		p.sel.seq = pi
-		p.sel.has = [2]bool{}
-		p.sel.all = make([]rank, len(p.Sites))
+		p.sel = poolSel{seq: pi, all: make([]rank, len(p.Sites))}
 		for i, site := range p.Sites {
-			site.sel.seq = seq
+			site.sel = siteSel{seq: seq, seed: siteSeed(p.Name, site.Name)}
 			seq++
-			site.sel.seed = siteSeed(p.Name, site.Name)
 			p.sel.all[i] = rank{site: int32(i)}
 			for _, a := range site.Addrs {
 				p.sel.has[familyOfAddr(a.Addr)] = true
 			}
 		}
-		if p.Policy == PolicyFailover {
+		switch p.Policy {
+		case PolicyFailover:
 			p.sel.fo = slices.Clone(p.sel.all)
 			slices.SortStableFunc(p.sel.fo, func(a, b rank) int {
 				return cmp.Compare(p.Sites[a.site].Priority, p.Sites[b.site].Priority)
@@ -136,13 +121,38 @@ func (s *Snapshot) prepare() {
 			for i := range p.sel.fo {
 				p.sel.fo[i].tier = int32(i)
 			}
-		}
-		if p.Policy == PolicyGeo {
-			p.sel.geo = make([]geoRef, s.sel.numLocs)
+		case PolicyGeo:
+			p.prepareGeo(s.Geo)
 		}
 	}
 	s.sel.numSites = seq
 	s.sel.numPools = len(s.PoolList)
+}
+
+// prepareGeo ranks p's sites for every location the geo DB knows, the way
+// gdnsd precomputes its per-network datacenter lists: a query then costs
+// one Lookup and two index operations.
+func (p *Pool) prepareGeo(db *geo.DB) {
+	n := db.NumLocations()
+	p.sel.geoIdx = make([]uint32, n)
+	seen := map[string]uint32{}
+	buf := make([]rank, 0, len(p.Sites))
+	key := make([]byte, 0, 8*len(p.Sites))
+	for id := range n {
+		buf = geoRanks(p, db.Location(int32(id)), buf)
+		key = key[:0]
+		for _, r := range buf {
+			key = binary.LittleEndian.AppendUint32(key, uint32(r.site))
+			key = binary.LittleEndian.AppendUint32(key, uint32(r.tier))
+		}
+		i, ok := seen[string(key)]
+		if !ok {
+			i = uint32(len(p.sel.geoOrders))
+			seen[string(key)] = i
+			p.sel.geoOrders = append(p.sel.geoOrders, slices.Clone(buf))
+		}
+		p.sel.geoIdx[id] = i
+	}
 }
 
 func siteSeed(pool, site string) uint64 {
@@ -266,10 +276,8 @@ func (q *query) geoBits() int {
 
 // Select chooses the addresses for a query of type qtype (A or AAAA) at a
 // name bound to pool p, appending them to dst[:0] (SPEC §5). It does not
-// allocate when dst has room for p.Answers addresses (and every pool of a
-// fallback chain has at most 64 sites, and a geo pool has seen the
-// client's location before: the first query of each location fills a
-// cache).
+// allocate when dst has room for p.Answers addresses and the pools of the
+// fallback chain have at most 64 sites (bigger pools work, allocating).
 func (v *View) Select(p *Pool, qtype uint16, c Client, dst []netip.Addr) Result {
 	return v.run(p, qtype, c, dst, nil)
 }
@@ -525,22 +533,17 @@ func appendByScore(dst, addrs []netip.Addr, take int, key uint64) []netip.Addr {
 	return dst
 }
 
-// geoOrder is the ranking of p's sites for a client at loc, from the cache
-// when the location has a slot in it.
+// geoOrder is the ranking of p's sites for a client at loc.
 func (p *Pool) geoOrder(loc *geo.Location, buf []rank) []rank {
 	if loc.Source == geo.SourceUnknown {
 		return p.sel.all
 	}
-	id := int(loc.ID)
-	if id < 0 || id >= len(p.sel.geo) {
-		return geoRanks(p, loc, buf)
+	if id := int(loc.ID); id >= 0 && id < len(p.sel.geoIdx) {
+		return p.sel.geoOrders[p.sel.geoIdx[id]]
 	}
-	if o := p.sel.geo[id].p.Load(); o != nil {
-		return *o
-	}
-	o := geoRanks(p, loc, make([]rank, 0, len(p.Sites)))
-	p.sel.geo[id].p.Store(&o)
-	return o
+	// Not a location of this snapshot's DB: cannot happen, but rank it
+	// here rather than answer wrongly.
+	return geoRanks(p, loc, buf)
 }
 
 // geoClass places a site for a client location (SPEC §5.3, geo).
