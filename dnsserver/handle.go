@@ -1,0 +1,465 @@
+package dnsserver
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/miekg/dns"
+
+	"gslbd/zones"
+)
+
+// Wire constants of RFC 1035 §4.1.1 and RFC 6891 §6.
+const (
+	headerLen    = 12
+	maxUDPNoEDNS = 512
+	maxTCP       = 65535
+	optECS       = 8 // RFC 7871 option code
+	maxCNAMEHops = 8
+)
+
+// query is what Handle parsed out of a packet: the header, the question
+// (its name lower-cased into lname for lookups; the original bytes are
+// echoed so 0x20 case randomisation survives) and the OPT/ECS record.
+type query struct {
+	id     uint16
+	flags  uint16
+	qEnd   int // end offset of the question in the packet
+	lname  [255]byte
+	qlen   int
+	qtype  uint16
+	qclass uint16
+
+	edns    bool
+	udpSize uint16
+	version uint8
+	do      bool
+
+	ecs       bool
+	ecsFamily uint16
+	ecsSource uint8
+	ecsAddr   []byte // the address bytes as sent, echoed back
+	ecsIP     netip.Addr
+}
+
+// Handle answers one DNS message. It writes the response into dst's backing
+// array (allocating only if dst has less capacity than the response may
+// need: 65535 bytes over TCP, the UDP limit otherwise) and returns it, or
+// returns nil when the packet is dropped without a reply. src is the
+// packet's source; tcp selects the TCP size limit (no truncation).
+//
+// It is safe for concurrent use and allocates nothing for well-formed
+// queries once warmed up.
+func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
+	// Junk is judged on the 12-byte header alone and dropped without a
+	// reply: answering it would make us an amplifier, and a reply to a
+	// response could start a loop between two servers.
+	if len(pkt) < headerLen || pkt[2]&0x80 != 0 {
+		s.ctr.dropped.Add(1)
+		return nil
+	}
+	var q query
+	q.id = binary.BigEndian.Uint16(pkt)
+	q.flags = binary.BigEndian.Uint16(pkt[2:])
+	opcode := int(pkt[2]>>3) & 0xF
+
+	limit := maxUDPNoEDNS
+	if tcp {
+		limit = maxTCP
+	}
+	if cap(dst) < limit {
+		dst = make([]byte, 0, max(limit, int(s.cfg.UDPSize)))
+	}
+	w := writer{b: dst[:cap(dst)], limit: limit}
+
+	if opcode != dns.OpcodeQuery {
+		return s.finish(&w, &q, nil, rcNotImp)
+	}
+	if binary.BigEndian.Uint16(pkt[4:]) != 1 {
+		return s.finish(&w, &q, nil, rcFormErr)
+	}
+	if !q.parseQuestion(pkt) {
+		return s.finish(&w, &q, nil, rcFormErr)
+	}
+	rc, ok := q.parseRest(pkt)
+	if !ok {
+		// Echo the question: it parsed, only what follows it did not.
+		return s.finish(&w, &q, pkt, rc)
+	}
+	if q.edns && !tcp {
+		// RFC 6891 §6.2.5: below 512 means 512.
+		w.limit = min(max(int(q.udpSize), maxUDPNoEDNS), int(s.cfg.UDPSize))
+	}
+	if q.edns && q.version > 0 {
+		q.ecs = false // BADVERS answers carry no options (RFC 6891 §6.1.3)
+		return s.finish(&w, &q, pkt, rcBadVers)
+	}
+	if q.ecs {
+		s.ctr.ecs.Add(1)
+	}
+
+	st := s.state.Load()
+	if st == nil {
+		return s.finish(&w, &q, pkt, rcServFail)
+	}
+	if q.qclass != dns.ClassINET {
+		return s.finish(&w, &q, pkt, rcRefused)
+	}
+	// The closest enclosing zone: the longest suffix of the name, at a
+	// label boundary, that is an origin of ours.
+	var z *zone
+	zoff := 0
+	for off := 0; off < q.qlen; off += int(q.lname[off]) + 1 {
+		if z = st.t.zones[string(q.lname[off:q.qlen])]; z != nil {
+			zoff = off
+			break
+		}
+	}
+	if z == nil {
+		return s.finish(&w, &q, pkt, rcRefused)
+	}
+	// Room for the OPT record (and the ECS option echoed in it) is kept
+	// back so truncation never drops it (RFC 6891 §7).
+	w.n = headerLen + (q.qEnd - headerLen)
+	copy(w.b[headerLen:], pkt[headerLen:q.qEnd])
+	reserve := 0
+	if q.edns {
+		reserve = 11
+		if q.ecs {
+			reserve += 8 + len(q.ecsAddr)
+		}
+	}
+	w.limit -= reserve
+
+	client := zones.Client{Addr: src.Addr().Unmap()}
+	if q.ecs && q.ecsSource > 0 {
+		// RFC 7871 §7.1.2: source prefix 0 means the resolver gives no
+		// client information; use the packet source.
+		client = zones.Client{Addr: q.ecsIP, ECS: true, SourcePrefix: q.ecsSource}
+	}
+	r := resolver{s: s, st: st, z: z, q: &q, w: &w, client: client, soaPtr: uint16(headerLen + zoff)}
+	rc = r.resolve()
+	w.limit += reserve
+	if w.tc && !tcp {
+		s.ctr.truncated.Add(1)
+	}
+	z.ctr.q[qtypeIndex(q.qtype)][rc].Add(1)
+	return s.writeTail(&w, &q, 1, rc, r.aa, r.scope)
+}
+
+// finish writes a response without answer data: the header, the question
+// when pkt is non-nil, and OPT when the query had one.
+// These never reached a zone, so they are counted under zone "".
+func (s *Server) finish(w *writer, q *query, pkt []byte, rc int) []byte {
+	w.n = headerLen
+	qd := uint16(0)
+	if pkt != nil {
+		copy(w.b[headerLen:], pkt[headerLen:q.qEnd])
+		w.n = q.qEnd
+		qd = 1
+	}
+	s.ctr.noZone.q[qtypeIndex(q.qtype)][rc].Add(1)
+	return s.writeTail(w, q, qd, rc, false, 0)
+}
+
+// writeTail appends OPT (when the query had EDNS) and writes the header.
+func (s *Server) writeTail(w *writer, q *query, qd uint16, rc int, aa bool, scope uint8) []byte {
+	code := rcodeWire[rc]
+	if q.edns {
+		b := w.b[w.n:]
+		b[0] = 0 // root owner
+		binary.BigEndian.PutUint16(b[1:], dns.TypeOPT)
+		binary.BigEndian.PutUint16(b[3:], s.cfg.UDPSize)
+		b[5] = byte(code >> 4) // extended rcode, upper 8 bits
+		b[6] = 0               // version
+		b[7] = 0
+		if q.do {
+			b[7] = 0x80 // RFC 3225 §3: DO is copied into the response
+		}
+		b[8] = 0
+		rdlen := 0
+		if q.ecs {
+			o := b[11:]
+			binary.BigEndian.PutUint16(o, optECS)
+			binary.BigEndian.PutUint16(o[2:], uint16(4+len(q.ecsAddr)))
+			binary.BigEndian.PutUint16(o[4:], q.ecsFamily)
+			o[6] = q.ecsSource
+			o[7] = scope
+			copy(o[8:], q.ecsAddr)
+			rdlen = 8 + len(q.ecsAddr)
+		}
+		binary.BigEndian.PutUint16(b[9:], uint16(rdlen))
+		w.n += 11 + rdlen
+		w.ar++
+	}
+	h := w.b[:headerLen]
+	binary.BigEndian.PutUint16(h, q.id)
+	// QR, opcode copied, AA, TC, RD copied; RA never (no recursion); CD
+	// copied as RFC 6840 §5.9 asks.
+	f := uint16(0x8000) | q.flags&0x7800 | q.flags&0x0100 | q.flags&0x0010
+	if aa {
+		f |= 0x0400
+	}
+	if w.tc {
+		f |= 0x0200
+	}
+	f |= uint16(code & 0xF)
+	binary.BigEndian.PutUint16(h[2:], f)
+	binary.BigEndian.PutUint16(h[4:], qd)
+	binary.BigEndian.PutUint16(h[6:], w.an)
+	binary.BigEndian.PutUint16(h[8:], w.ns)
+	binary.BigEndian.PutUint16(h[10:], w.ar)
+	return w.b[:w.n]
+}
+
+// parseQuestion reads the one question. Its name must be uncompressed: a
+// pointer in the first name of a message can only point into the header.
+func (q *query) parseQuestion(pkt []byte) bool {
+	off := headerLen
+	n := 0
+	for {
+		if off >= len(pkt) {
+			return false
+		}
+		l := int(pkt[off])
+		if l&0xC0 != 0 {
+			return false
+		}
+		if n+1+l > len(q.lname) || off+1+l > len(pkt) {
+			return false
+		}
+		q.lname[n] = byte(l)
+		for i := 1; i <= l; i++ {
+			q.lname[n+i] = toLower(pkt[off+i])
+		}
+		n += 1 + l
+		off += 1 + l
+		if l == 0 {
+			break
+		}
+	}
+	if off+4 > len(pkt) {
+		return false
+	}
+	q.qlen = n
+	q.qtype = binary.BigEndian.Uint16(pkt[off:])
+	q.qclass = binary.BigEndian.Uint16(pkt[off+2:])
+	q.qEnd = off + 4
+	return true
+}
+
+// parseRest walks the answer, authority and additional sections, looking
+// only for the OPT record. Names are skipped, never followed, so
+// compression-pointer loops cost nothing.
+func (q *query) parseRest(pkt []byte) (int, bool) {
+	off := q.qEnd
+	an := int(binary.BigEndian.Uint16(pkt[6:]))
+	ns := int(binary.BigEndian.Uint16(pkt[8:]))
+	ar := int(binary.BigEndian.Uint16(pkt[10:]))
+	for i := 0; i < an+ns+ar; i++ {
+		start := off
+		off = skipName(pkt, off)
+		if off < 0 || off+10 > len(pkt) {
+			return rcFormErr, false
+		}
+		t := binary.BigEndian.Uint16(pkt[off:])
+		rdlen := int(binary.BigEndian.Uint16(pkt[off+8:]))
+		rd := off + 10
+		if rd+rdlen > len(pkt) {
+			return rcFormErr, false
+		}
+		if t == dns.TypeOPT {
+			// RFC 6891 §6.1.1: one OPT, in the additional section, owned by
+			// the root.
+			if q.edns || i < an+ns || off-start != 1 {
+				return rcFormErr, false
+			}
+			q.edns = true
+			q.udpSize = binary.BigEndian.Uint16(pkt[off+2:])
+			q.version = pkt[off+5]
+			q.do = pkt[off+6]&0x80 != 0
+			if !q.parseOptions(pkt[rd : rd+rdlen]) {
+				q.ecs = false
+				return rcFormErr, false
+			}
+		}
+		off = rd + rdlen
+	}
+	return rcNoError, true
+}
+
+// parseOptions reads the options of OPT, validating ECS (RFC 7871 §6):
+// a known family, a source prefix the family can hold, exactly enough
+// address bytes for it and no bits set beyond it. Other options are
+// ignored (RFC 6891 §6.1.2).
+func (q *query) parseOptions(rd []byte) bool {
+	for len(rd) > 0 {
+		if len(rd) < 4 {
+			return false
+		}
+		code := binary.BigEndian.Uint16(rd)
+		olen := int(binary.BigEndian.Uint16(rd[2:]))
+		if 4+olen > len(rd) {
+			return false
+		}
+		opt := rd[4 : 4+olen]
+		rd = rd[4+olen:]
+		if code != optECS {
+			continue
+		}
+		if q.ecs || len(opt) < 4 {
+			return false
+		}
+		fam := binary.BigEndian.Uint16(opt)
+		src := opt[2]
+		addr := opt[4:]
+		var maxBits uint8
+		switch fam {
+		case 1:
+			maxBits = 32
+		case 2:
+			maxBits = 128
+		default:
+			return false
+		}
+		if src > maxBits || len(addr) != int(src+7)/8 {
+			return false
+		}
+		if src%8 != 0 && addr[len(addr)-1]&(0xFF>>(src%8)) != 0 {
+			return false
+		}
+		if fam == 1 {
+			var a [4]byte
+			copy(a[:], addr)
+			q.ecsIP = netip.AddrFrom4(a)
+		} else {
+			var a [16]byte
+			copy(a[:], addr)
+			q.ecsIP = netip.AddrFrom16(a)
+		}
+		q.ecs = true
+		q.ecsFamily = fam
+		q.ecsSource = src
+		q.ecsAddr = addr
+	}
+	return true
+}
+
+// skipName returns the offset after the name at off, or -1.
+func skipName(pkt []byte, off int) int {
+	for n := 0; n < 128; n++ {
+		if off >= len(pkt) {
+			return -1
+		}
+		l := int(pkt[off])
+		switch l & 0xC0 {
+		case 0:
+			if l == 0 {
+				return off + 1
+			}
+			off += 1 + l
+		case 0xC0:
+			if off+2 > len(pkt) {
+				return -1
+			}
+			return off + 2
+		default:
+			return -1
+		}
+	}
+	return -1
+}
+
+// writer builds a response in place. limit is the size the response may
+// reach without the reserved OPT; tc records that an RRset was left out.
+type writer struct {
+	b          []byte
+	n          int
+	limit      int
+	tc         bool
+	an, ns, ar uint16
+}
+
+// owner is how an owner name is written: a compression pointer when ptr
+// is non-zero, else the uncompressed wire name.
+type owner struct {
+	ptr  uint16
+	name []byte
+}
+
+func (o owner) len() int {
+	if o.ptr != 0 {
+		return 2
+	}
+	return len(o.name)
+}
+
+func (w *writer) putOwner(o owner) {
+	if o.ptr != 0 {
+		binary.BigEndian.PutUint16(w.b[w.n:], 0xC000|o.ptr)
+		w.n += 2
+		return
+	}
+	w.n += copy(w.b[w.n:], o.name)
+}
+
+// rrset writes a whole RRset or, when it does not fit, nothing and sets
+// TC: RFC 2181 §9 forbids partial RRsets. It returns the offset of the
+// first record's RDATA (0 when not written).
+func (w *writer) rrset(o owner, rs *rrset, count *uint16) int {
+	if w.tc || w.n+rs.wireLen(o.len()) > w.limit {
+		w.tc = true
+		return 0
+	}
+	first := 0
+	for i, t := range rs.tails {
+		w.putOwner(o)
+		if i == 0 {
+			first = w.n + 10
+		}
+		w.n += copy(w.b[w.n:], t)
+	}
+	*count += uint16(len(rs.tails))
+	return first
+}
+
+// extra writes additional records that fit; leaving some out does not set
+// TC (RFC 2181 §9: only data the answer needs does).
+func (w *writer) extra(recs [][]byte) {
+	for _, r := range recs {
+		if w.n+len(r) > w.limit {
+			return
+		}
+		w.n += copy(w.b[w.n:], r)
+		w.ar++
+	}
+}
+
+// addrs writes the A or AAAA records of a pool answer as one RRset.
+func (w *writer) addrs(o owner, qtype uint16, ttl uint32, as []netip.Addr) {
+	rdlen := 4
+	if qtype == dns.TypeAAAA {
+		rdlen = 16
+	}
+	if w.tc || w.n+len(as)*(o.len()+10+rdlen) > w.limit {
+		w.tc = true
+		return
+	}
+	for _, a := range as {
+		w.putOwner(o)
+		b := w.b[w.n:]
+		binary.BigEndian.PutUint16(b, qtype)
+		binary.BigEndian.PutUint16(b[2:], dns.ClassINET)
+		binary.BigEndian.PutUint32(b[4:], ttl)
+		binary.BigEndian.PutUint16(b[8:], uint16(rdlen))
+		if rdlen == 4 {
+			a4 := a.As4()
+			copy(b[10:], a4[:])
+		} else {
+			a16 := a.As16()
+			copy(b[10:], a16[:])
+		}
+		w.n += 10 + rdlen
+	}
+	w.an += uint16(len(as))
+}

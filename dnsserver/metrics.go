@@ -1,0 +1,182 @@
+package dnsserver
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Counting on the hot path is one atomic add into a cell the table found at
+// Publish time; the cells live here, outside any one snapshot, so a reload
+// does not reset them, and a custom Collector reads them at scrape time.
+
+// qtypes are the query types counted by name; everything else is "other".
+var qtypeNames = [...]string{"A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "PTR", "NS", "SOA", "ANY", "other"}
+
+const qtypeOther = len(qtypeNames) - 1
+
+func qtypeIndex(t uint16) int {
+	switch t {
+	case dns.TypeA:
+		return 0
+	case dns.TypeAAAA:
+		return 1
+	case dns.TypeCNAME:
+		return 2
+	case dns.TypeMX:
+		return 3
+	case dns.TypeTXT:
+		return 4
+	case dns.TypeSRV:
+		return 5
+	case dns.TypeCAA:
+		return 6
+	case dns.TypePTR:
+		return 7
+	case dns.TypeNS:
+		return 8
+	case dns.TypeSOA:
+		return 9
+	case dns.TypeANY:
+		return 10
+	}
+	return qtypeOther
+}
+
+// rcodes counted; BADVERS is an extended rcode carried in the OPT record.
+var rcodeNames = [...]string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS"}
+
+const (
+	rcNoError = iota
+	rcFormErr
+	rcServFail
+	rcNXDomain
+	rcNotImp
+	rcRefused
+	rcBadVers
+)
+
+// rcodeWire is the 12-bit rcode of each counted index.
+var rcodeWire = [...]int{dns.RcodeSuccess, dns.RcodeFormatError, dns.RcodeServerFailure, dns.RcodeNameError, dns.RcodeNotImplemented, dns.RcodeRefused, dns.RcodeBadVers}
+
+type zoneCounters struct {
+	q [len(qtypeNames)][len(rcodeNames)]atomic.Uint64
+}
+
+// counterSet owns every counter of a Server.
+type counterSet struct {
+	mu    sync.Mutex // guards the maps, taken at Publish and scrape, never per query
+	zones map[string]*zoneCounters
+	// sites by pool name, then site name
+	sites map[string]map[string]*atomic.Uint64
+
+	noZone     zoneCounters // queries answered outside every zone, or before any header sense
+	ecs        atomic.Uint64
+	truncated  atomic.Uint64
+	dropped    atomic.Uint64
+	tcpOpened  atomic.Uint64
+	tcpRefused atomic.Uint64
+	tcpOpen    atomic.Int64
+	sampled    atomic.Uint64
+}
+
+func newCounterSet() *counterSet {
+	return &counterSet{zones: map[string]*zoneCounters{}, sites: map[string]map[string]*atomic.Uint64{}}
+}
+
+func (c *counterSet) zone(origin string) *zoneCounters {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	z := c.zones[origin]
+	if z == nil {
+		z = &zoneCounters{}
+		c.zones[origin] = z
+	}
+	return z
+}
+
+func (c *counterSet) site(pool, site string) *atomic.Uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.sites[pool]
+	if m == nil {
+		m = map[string]*atomic.Uint64{}
+		c.sites[pool] = m
+	}
+	s := m[site]
+	if s == nil {
+		s = &atomic.Uint64{}
+		m[site] = s
+	}
+	return s
+}
+
+var (
+	descQueries    = prometheus.NewDesc("gslbd_dns_queries_total", "DNS queries answered, by zone (\"\" outside every zone), query type and response code.", []string{"zone", "qtype", "rcode"}, nil)
+	descAnswers    = prometheus.NewDesc("gslbd_dns_pool_answers_total", "Pool answers, by pool and the first site answered from.", []string{"pool", "site"}, nil)
+	descECS        = prometheus.NewDesc("gslbd_dns_ecs_queries_total", "Queries that carried a valid EDNS Client Subnet option.", nil, nil)
+	descTruncated  = prometheus.NewDesc("gslbd_dns_truncated_total", "UDP responses truncated with TC set.", nil, nil)
+	descDropped    = prometheus.NewDesc("gslbd_dns_dropped_total", "Packets dropped without a reply (short, a response, or unreadable).", nil, nil)
+	descTCPOpened  = prometheus.NewDesc("gslbd_dns_tcp_connections_total", "TCP connections accepted.", nil, nil)
+	descTCPRefused = prometheus.NewDesc("gslbd_dns_tcp_connections_rejected_total", "TCP connections closed at once because max_tcp_conns were open.", nil, nil)
+	descTCPOpen    = prometheus.NewDesc("gslbd_dns_tcp_connections_open", "TCP connections open now.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *counterSet) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descQueries, descAnswers, descECS, descTruncated, descDropped, descTCPOpened, descTCPRefused, descTCPOpen} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: only non-zero query cells are
+// exported, so the label space stays as small as the traffic.
+func (c *counterSet) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	origins := make([]string, 0, len(c.zones))
+	for o := range c.zones {
+		origins = append(origins, o)
+	}
+	sort.Strings(origins)
+	zs := make([]*zoneCounters, len(origins))
+	for i, o := range origins {
+		zs[i] = c.zones[o]
+	}
+	type siteCell struct {
+		pool, site string
+		v          *atomic.Uint64
+	}
+	var sites []siteCell
+	for p, m := range c.sites {
+		for s, v := range m {
+			sites = append(sites, siteCell{p, s, v})
+		}
+	}
+	c.mu.Unlock()
+
+	emit := func(origin string, z *zoneCounters) {
+		for qi := range z.q {
+			for ri := range z.q[qi] {
+				if v := z.q[qi][ri].Load(); v > 0 {
+					ch <- prometheus.MustNewConstMetric(descQueries, prometheus.CounterValue, float64(v), origin, qtypeNames[qi], rcodeNames[ri])
+				}
+			}
+		}
+	}
+	emit("", &c.noZone)
+	for i, o := range origins {
+		emit(o, zs[i])
+	}
+	for _, s := range sites {
+		ch <- prometheus.MustNewConstMetric(descAnswers, prometheus.CounterValue, float64(s.v.Load()), s.pool, s.site)
+	}
+	ch <- prometheus.MustNewConstMetric(descECS, prometheus.CounterValue, float64(c.ecs.Load()))
+	ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(c.truncated.Load()))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.dropped.Load()))
+	ch <- prometheus.MustNewConstMetric(descTCPOpened, prometheus.CounterValue, float64(c.tcpOpened.Load()))
+	ch <- prometheus.MustNewConstMetric(descTCPRefused, prometheus.CounterValue, float64(c.tcpRefused.Load()))
+	ch <- prometheus.MustNewConstMetric(descTCPOpen, prometheus.GaugeValue, float64(c.tcpOpen.Load()))
+}

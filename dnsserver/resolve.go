@@ -1,0 +1,193 @@
+package dnsserver
+
+import (
+	"bytes"
+	"net/netip"
+
+	"github.com/miekg/dns"
+
+	"gslbd/zones"
+)
+
+// resolver answers one question inside its closest enclosing zone,
+// writing answer, authority and additional records through w.
+type resolver struct {
+	s      *Server
+	st     *published
+	z      *zone
+	q      *query
+	w      *writer
+	client zones.Client
+	soaPtr uint16 // compression pointer to the zone origin inside the question
+
+	aa    bool
+	scope uint8
+}
+
+// resolve follows RFC 1034 §4.3.2 for a zone without DNSSEC: exact match,
+// delegation, CNAME (followed while it stays in the zone), wildcard
+// (RFC 4592: only below the closest encloser, never below an existing
+// name), otherwise NXDOMAIN. It returns the rcode index.
+func (r *resolver) resolve() int {
+	r.aa = true
+	q, z := r.q, r.z
+	name := q.lname[:q.qlen]
+	o := owner{ptr: headerLen}
+	var visited [maxCNAMEHops]*node
+	var wild [257]byte
+	for hop := 0; ; hop++ {
+		n := z.names[string(name)]
+		if n == nil {
+			// The closest encloser exists: the apex is always a suffix.
+			var ce *node
+			for off := int(name[0]) + 1; off < len(name); off += int(name[off]) + 1 {
+				if ce = z.names[string(name[off:])]; ce != nil {
+					break
+				}
+			}
+			if ce == nil {
+				return r.negative(rcNXDomain)
+			}
+			if ce.cut != nil {
+				if hop > 0 {
+					return rcNoError // the chain leaves our authority
+				}
+				return r.referral(ce.cut)
+			}
+			l := copy(wild[:], "\x01*")
+			l += copy(wild[l:], ce.wire)
+			if n = z.names[string(wild[:l])]; n == nil {
+				return r.negative(rcNXDomain)
+			}
+		} else if n.cut != nil && !(n.cut == n && q.qtype == dns.TypeDS) {
+			// DS at the cut belongs to the parent side; everything else
+			// at or below it is the child's.
+			if hop > 0 {
+				return rcNoError
+			}
+			return r.referral(n.cut)
+		}
+		if n.cname == nil || q.qtype == dns.TypeCNAME || q.qtype == dns.TypeANY {
+			return r.answer(n, o)
+		}
+		for _, v := range visited[:hop] {
+			if v == n {
+				return rcNoError // a loop: stop with what was written
+			}
+		}
+		first := r.w.rrset(o, n.cname, &r.w.an)
+		if first == 0 || hop+1 == maxCNAMEHops || !inZone(n.cname.target, z.wire) {
+			return rcNoError
+		}
+		visited[hop] = n
+		name = n.cname.target
+		// The target's owner is a pointer to the CNAME's RDATA just written.
+		o = owner{name: name}
+		if first < 0x4000 {
+			o = owner{ptr: uint16(first)}
+		}
+	}
+}
+
+// answer writes the data of qtype at n (which is not a delegation).
+func (r *resolver) answer(n *node, o owner) int {
+	qt := r.q.qtype
+	switch {
+	case qt == dns.TypeANY:
+		// RFC 8482 §4.2: one RRset is enough; a name with only pool data
+		// gets the synthesized HINFO.
+		if len(n.rrsets) > 0 {
+			r.w.rrset(o, n.rrsets[0], &r.w.an)
+			return rcNoError
+		}
+		if n.pool != nil {
+			r.w.rrset(o, r.st.t.hinfo, &r.w.an)
+			return rcNoError
+		}
+		return r.negative(rcNoError)
+	case (qt == dns.TypeA || qt == dns.TypeAAAA) && n.pool != nil:
+		return r.pool(n.pool, o)
+	}
+	rs := n.find(qt)
+	if rs == nil {
+		return r.negative(rcNoError)
+	}
+	if r.w.rrset(o, rs, &r.w.an) != 0 {
+		r.w.extra(rs.additional)
+	}
+	return rcNoError
+}
+
+func (r *resolver) pool(p *zones.Pool, o owner) int {
+	sc := r.s.scratch.Get().(*scratch)
+	if cap(sc.addrs) < r.st.t.maxAddrs {
+		sc.addrs = make([]netip.Addr, 0, r.st.t.maxAddrs)
+	}
+	res := r.st.view.Select(p, r.q.qtype, r.client, sc.addrs[:0])
+	if r.client.ECS {
+		r.scope = res.Scope
+	}
+	rc := rcNoError
+	if res.NoData || len(res.Addrs) == 0 {
+		rc = r.negative(rcNoError)
+	} else {
+		r.w.addrs(o, r.q.qtype, res.TTL, res.Addrs)
+		if res.Pool != nil && res.Site != nil && res.Pool.Index < len(r.st.t.sites) {
+			if cells := r.st.t.sites[res.Pool.Index]; res.Site.Index < len(cells) {
+				cells[res.Site.Index].Add(1)
+			}
+		}
+	}
+	sc.addrs = res.Addrs[:0]
+	r.s.scratch.Put(sc)
+	return rc
+}
+
+// negative puts the zone SOA, with the negative-caching TTL, in the
+// authority section (RFC 2308 §3).
+func (r *resolver) negative(rc int) int {
+	w := r.w
+	if len(r.z.soaNeg) == 0 {
+		return rc
+	}
+	if w.tc || w.n+2+len(r.z.soaNeg) > w.limit {
+		w.tc = true
+		return rc
+	}
+	w.putOwner(owner{ptr: r.soaPtr})
+	w.n += copy(w.b[w.n:], r.z.soaNeg)
+	w.ns++
+	return rc
+}
+
+// referral answers a name at or below a delegation: not authoritative,
+// the cut's NS in authority and their in-zone addresses as glue.
+func (r *resolver) referral(cut *node) int {
+	r.aa = false
+	ns := cut.find(dns.TypeNS)
+	o := owner{ptr: uint16(headerLen + r.q.qlen - len(cut.wire))}
+	if r.w.rrset(o, ns, &r.w.ns) != 0 {
+		r.w.extra(ns.additional)
+	}
+	return rcNoError
+}
+
+// inZone reports whether wire name n is at or below origin, at a label
+// boundary.
+func inZone(n, origin []byte) bool {
+	if len(n) < len(origin) || !bytes.Equal(n[len(n)-len(origin):], origin) {
+		return false
+	}
+	for off := 0; off < len(n); off += int(n[off]) + 1 {
+		if off == len(n)-len(origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// scratch is per-query memory that escapes to the heap (Select's
+// destination), pooled so the hot path does not allocate it.
+type scratch struct {
+	addrs []netip.Addr
+}

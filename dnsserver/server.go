@@ -1,0 +1,426 @@
+// Package dnsserver is gslbd's authoritative DNS server: UDP and TCP
+// listeners in front of a hand-written query path that answers from the
+// published zones.View (SPEC §7).
+//
+// The hot path parses only the header, the question and the OPT record
+// (with ECS) itself and writes responses from RRsets packed to wire bytes
+// when the snapshot was published; names in answers are compression
+// pointers into the question. It loads the view from an atomic.Pointer
+// once per query, takes no lock and, warmed up, allocates nothing.
+// miekg/dns packs the zone data at Publish time and serves the tests.
+package dnsserver
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"gslbd/zones"
+)
+
+// Config configures a Server. Zero values take the SPEC §2 defaults.
+type Config struct {
+	// Listen are host:port addresses; each serves UDP and TCP. Port 0
+	// picks a free port (the same one for UDP and TCP); Addrs tells it.
+	Listen []string
+	// UDPSize is the EDNS buffer size advertised and the most a UDP
+	// response may use (default 1232, the DNS flag day 2020 value).
+	UDPSize uint16
+	// TCPIdleTimeout closes a TCP connection that sends nothing this long
+	// (default 10s; RFC 7766 §6.2.3).
+	TCPIdleTimeout time.Duration
+	// MaxTCPConns caps open TCP connections; more are closed at once
+	// (default 1000).
+	MaxTCPConns int
+	// UDPSockets is the number of SO_REUSEPORT UDP sockets, each with its
+	// own reader goroutine, per listen address (default GOMAXPROCS): the
+	// kernel spreads packets over them, so readers never share a lock.
+	UDPSockets int
+	// QueryLogSample logs this share (0..1) of queries at Info; 0 logs none.
+	QueryLogSample float64
+}
+
+func (c *Config) defaults() {
+	if c.UDPSize == 0 {
+		c.UDPSize = 1232
+	}
+	c.UDPSize = max(c.UDPSize, maxUDPNoEDNS)
+	if c.TCPIdleTimeout <= 0 {
+		c.TCPIdleTimeout = 10 * time.Second
+	}
+	if c.MaxTCPConns <= 0 {
+		c.MaxTCPConns = 1000
+	}
+	if c.UDPSockets <= 0 {
+		c.UDPSockets = runtime.GOMAXPROCS(0)
+	}
+	if !haveReusePort {
+		c.UDPSockets = 1
+	}
+}
+
+// published is what one query reads: the view and the table compiled from
+// its snapshot.
+type published struct {
+	view *zones.View
+	t    *table
+}
+
+// Server is an authoritative DNS server. Create it with New, Publish a
+// view, Start, and Shutdown.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	ctr   *counterSet
+	state atomic.Pointer[published]
+	pubMu sync.Mutex // serialises Publish so a table is compiled once per snapshot
+
+	scratch sync.Pool // *scratch
+	bufs    sync.Pool // *[]byte of 2+65535: a TCP message with its length
+
+	sampleEvery uint64
+	sampleN     atomic.Uint64
+
+	mu      sync.Mutex
+	udp     []*net.UDPConn
+	tcp     []*net.TCPListener
+	conns   map[net.Conn]struct{}
+	addrs   []netip.AddrPort
+	started bool
+	closing atomic.Bool
+	wg      sync.WaitGroup
+	done    chan struct{}
+}
+
+// New returns a Server that answers SERVFAIL until the first Publish. Its
+// metrics are registered on reg when reg is not nil.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server {
+	cfg.defaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   log.With("component", "dns"),
+		ctr:   newCounterSet(),
+		conns: map[net.Conn]struct{}{},
+		done:  make(chan struct{}),
+	}
+	s.scratch.New = func() any { return &scratch{} }
+	s.bufs.New = func() any { b := make([]byte, 2+maxTCP); return &b }
+	if cfg.QueryLogSample > 0 {
+		s.sampleEvery = uint64(max(1, 1/min(cfg.QueryLogSample, 1)))
+	}
+	if reg != nil {
+		if err := reg.Register(s.ctr); err != nil {
+			s.log.Error("register dns metrics", "err", err)
+		}
+	}
+	return s
+}
+
+// Publish makes v the view answers come from, atomically: a query sees
+// either the old view or the new one. The lookup table is compiled when
+// v's snapshot differs from the current one and reused otherwise, so
+// health changes (a new view of the same snapshot) cost nothing here.
+func (s *Server) Publish(v *zones.View) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	if v == nil || v.Snap == nil {
+		s.state.Store(nil)
+		return
+	}
+	cur := s.state.Load()
+	var t *table
+	if cur != nil && cur.t.snap == v.Snap {
+		t = cur.t
+	} else {
+		start := time.Now()
+		t = compile(v.Snap, s.log, s.ctr)
+		s.log.Debug("compiled zones", "zones", len(t.zones), "took", time.Since(start))
+	}
+	s.state.Store(&published{view: v, t: t})
+}
+
+// Start binds UDP and TCP on every listen address and serves until
+// Shutdown or until ctx is done. It returns once every socket is bound,
+// or the first bind error (with everything bound so far closed).
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("start dns server: already started")
+	}
+	s.started = true
+	for _, addr := range s.cfg.Listen {
+		if err := s.bind(ctx, addr); err != nil {
+			s.closeListenersLocked()
+			return err
+		}
+	}
+	for _, c := range s.udp {
+		s.wg.Add(1)
+		go s.serveUDP(c)
+	}
+	for _, l := range s.tcp {
+		s.wg.Add(1)
+		go s.serveTCP(l)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-ctx.Done():
+			s.stop()
+		case <-s.done:
+		}
+	}()
+	s.log.Info("dns listening", "addrs", s.addrs, "udp_sockets_per_addr", s.cfg.UDPSockets)
+	return nil
+}
+
+// bind opens the TCP listener and the UDP sockets of one address. With
+// port 0 the TCP port is chosen first and UDP binds the same number,
+// retrying a few times in the unlikely case that UDP port is taken.
+func (s *Server) bind(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen dns %q: %w", addr, err)
+	}
+	lc := listenConfig()
+	for attempt := 0; ; attempt++ {
+		l, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen dns tcp %q: %w", addr, err)
+		}
+		tl := l.(*net.TCPListener)
+		bound := netip.MustParseAddrPort(tl.Addr().String())
+		udpAddr := net.JoinHostPort(host, fmt.Sprint(bound.Port()))
+		var conns []*net.UDPConn
+		for range s.cfg.UDPSockets {
+			pc, err := lc.ListenPacket(ctx, "udp", udpAddr)
+			if err != nil {
+				for _, c := range conns {
+					c.Close()
+				}
+				tl.Close()
+				if port == "0" && attempt < 10 {
+					break
+				}
+				return fmt.Errorf("listen dns udp %q: %w", udpAddr, err)
+			}
+			conns = append(conns, pc.(*net.UDPConn))
+		}
+		if len(conns) < s.cfg.UDPSockets {
+			continue
+		}
+		s.tcp = append(s.tcp, tl)
+		s.udp = append(s.udp, conns...)
+		s.addrs = append(s.addrs, bound)
+		return nil
+	}
+}
+
+// Addrs returns the bound addresses, one per listen address, in order
+// (UDP and TCP share the port).
+func (s *Server) Addrs() []netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]netip.AddrPort(nil), s.addrs...)
+}
+
+// Shutdown stops reading new queries, lets in-flight TCP queries be
+// answered, closes everything and waits for its goroutines, or until ctx
+// is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stop()
+	ch := make(chan struct{})
+	go func() { s.wg.Wait(); close(ch) }()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		// Give up waiting: close the stragglers' connections outright.
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		return fmt.Errorf("shutdown dns server: %w", ctx.Err())
+	}
+}
+
+// stop unblocks every reader with a past deadline rather than closing
+// sockets under them, so a TCP connection busy with a query finishes
+// writing its answer first.
+func (s *Server) stop() {
+	if s.closing.Swap(true) {
+		return
+	}
+	close(s.done)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	past := time.Unix(1, 0)
+	for _, c := range s.udp {
+		c.SetReadDeadline(past)
+	}
+	for _, l := range s.tcp {
+		l.SetDeadline(past)
+	}
+	for c := range s.conns {
+		c.SetReadDeadline(past)
+	}
+}
+
+func (s *Server) closeListenersLocked() {
+	for _, c := range s.udp {
+		c.Close()
+	}
+	for _, l := range s.tcp {
+		l.Close()
+	}
+	s.udp, s.tcp = nil, nil
+}
+
+// serveUDP is one socket's reader. Its two buffers are its own for life,
+// so the loop allocates nothing.
+func (s *Server) serveUDP(c *net.UDPConn) {
+	defer s.wg.Done()
+	defer c.Close()
+	in := make([]byte, maxTCP)
+	out := make([]byte, 0, max(maxTCP, int(s.cfg.UDPSize)))
+	for {
+		n, src, err := c.ReadFromUDPAddrPort(in)
+		if err != nil {
+			if s.closing.Load() {
+				return
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Debug("read udp", "err", err)
+			continue
+		}
+		resp := s.Handle(out[:0], in[:n], src, false)
+		if resp == nil {
+			continue
+		}
+		if _, err := c.WriteToUDPAddrPort(resp, src); err != nil {
+			s.log.Debug("write udp", "to", src, "err", err)
+		}
+		s.sample(src, resp, false)
+	}
+}
+
+func (s *Server) serveTCP(l *net.TCPListener) {
+	defer s.wg.Done()
+	defer l.Close()
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := l.AcceptTCP()
+		if err != nil {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of descriptors and the like: back off instead of spinning.
+			s.log.Warn("accept tcp", "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-s.done:
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		if s.ctr.tcpOpen.Load() >= int64(s.cfg.MaxTCPConns) {
+			s.ctr.tcpRefused.Add(1)
+			c.SetLinger(0)
+			c.Close()
+			continue
+		}
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.ctr.tcpOpen.Add(1)
+		s.ctr.tcpOpened.Add(1)
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(c)
+	}
+}
+
+// serveConn answers the queries of one TCP connection in order, reading
+// the next while pipelined ones wait in the buffer (RFC 7766 §6.2.1.1).
+func (s *Server) serveConn(c *net.TCPConn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.ctr.tcpOpen.Add(-1)
+		c.Close()
+	}()
+	src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	inp := s.bufs.Get().(*[]byte)
+	outp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(inp)
+	defer s.bufs.Put(outp)
+	in, out := *inp, *outp
+	br := bufio.NewReaderSize(c, 4096)
+	for {
+		c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
+		if s.closing.Load() {
+			return
+		}
+		if _, err := io.ReadFull(br, in[:2]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(in))
+		if _, err := io.ReadFull(br, in[2:2+n]); err != nil {
+			return
+		}
+		resp := s.Handle(out[2:2], in[2:2+n], src, true)
+		if resp == nil {
+			return // junk: a stream cannot resynchronise after it
+		}
+		binary.BigEndian.PutUint16(out, uint16(len(resp)))
+		c.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
+		if _, err := c.Write(out[:2+len(resp)]); err != nil {
+			return
+		}
+		s.sample(src, resp, true)
+	}
+}
+
+// sample logs one in sampleEvery answered queries at Info. Only sampled
+// queries pay for the unpacking.
+func (s *Server) sample(src netip.AddrPort, resp []byte, tcp bool) {
+	if s.sampleEvery == 0 || s.sampleN.Add(1)%s.sampleEvery != 0 {
+		return
+	}
+	var m dns.Msg
+	if err := m.Unpack(resp); err != nil || len(m.Question) != 1 {
+		return
+	}
+	s.log.Info("query", "client", src, "tcp", tcp, "name", m.Question[0].Name,
+		"type", dns.TypeToString[m.Question[0].Qtype], "rcode", dns.RcodeToString[m.Rcode],
+		"answers", len(m.Answer))
+}

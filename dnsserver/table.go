@@ -1,0 +1,312 @@
+package dnsserver
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+
+	"github.com/miekg/dns"
+
+	"gslbd/zones"
+)
+
+// table is everything the hot path needs from one zones.Snapshot, compiled
+// once when the snapshot is first published: owner names keyed by their
+// lower-case wire form, and every static RRset packed to wire bytes except
+// its owner, which the writer adds as a compression pointer.
+type table struct {
+	snap  *zones.Snapshot
+	zones map[string]*zone // by lower-case wire origin
+	// maxAddrs is the most addresses any Select call can append: the size
+	// of the per-query scratch slice, so Select never grows it.
+	maxAddrs int
+	// counters are the metric cells this snapshot's names map to.
+	zoneCounters []*zoneCounters // by zone.idx
+	// sites counts pool answers: [Pool.Index][Site.Index].
+	sites [][]*atomic.Uint64
+	// hinfo is the RFC 8482 §4.2 answer to ANY at a name with only pool data.
+	hinfo *rrset
+}
+
+type zone struct {
+	idx    int
+	origin string // presentation, for logs and metrics
+	wire   []byte // lower-case wire origin
+	names  map[string]*node
+	// soaNeg is the SOA as it goes into the authority section of negative
+	// answers: its TTL is min(SOA TTL, SOA minimum) (RFC 2308 §5).
+	soaNeg []byte
+	apex   *node
+	ctr    *zoneCounters
+}
+
+// node is one owner name of a zone, or an empty non-terminal (no rrsets,
+// no pool), which exists for RFC 4592 closest-encloser purposes and answers
+// NODATA rather than NXDOMAIN.
+type node struct {
+	wire   []byte // lower-case wire owner
+	rrsets []*rrset
+	cname  *rrset // set when the name is an alias
+	pool   *zones.Pool
+	// cut is the topmost delegation point at or above this name (strictly
+	// below the apex), nil when the name is in authoritative data.
+	cut *node
+	isCut bool
+}
+
+// rrset is one packed RRset. Each tail is TYPE CLASS TTL RDLENGTH RDATA,
+// ready to follow an owner name; names inside RDATA are uncompressed.
+type rrset struct {
+	rtype uint16
+	tails [][]byte
+	size  int // sum of len(tails)
+	// additional holds complete A/AAAA records (owner included) for
+	// in-zone names that NS, MX and SRV records point at.
+	additional [][]byte
+	// target is the alias target of a CNAME, lower-case wire.
+	target []byte
+}
+
+func (s *rrset) wireLen(ownerLen int) int { return s.size + len(s.tails)*ownerLen }
+
+// compile builds the lookup table of snap. Records that fail to pack are
+// logged and left out; the zones loader has validated them already, so
+// that is a bug, not an operator error.
+func compile(snap *zones.Snapshot, log *slog.Logger, ctrs *counterSet) *table {
+	t := &table{snap: snap, zones: make(map[string]*zone, len(snap.Zones))}
+	t.hinfo = packRRsets([]dns.RR{&dns.HINFO{
+		Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: 3600},
+		Cpu: "RFC8482",
+	}}, log)[0]
+	for _, p := range snap.PoolList {
+		n := p.Answers
+		for _, s := range p.Sites {
+			n = max(n, len(s.Addrs))
+		}
+		total := 0
+		for _, s := range p.Sites {
+			total += len(s.Addrs)
+		}
+		t.maxAddrs = max(t.maxAddrs, n, total)
+		cells := make([]*atomic.Uint64, len(p.Sites))
+		for i, site := range p.Sites {
+			cells[i] = ctrs.site(p.Name, site.Name)
+		}
+		for len(t.sites) <= p.Index {
+			t.sites = append(t.sites, nil)
+		}
+		t.sites[p.Index] = cells
+	}
+	for i, zz := range snap.Zones {
+		z := &zone{idx: i, origin: zz.Origin, wire: wireName(zz.Origin), names: make(map[string]*node, len(zz.Names)*2)}
+		z.ctr = ctrs.zone(zz.Origin)
+		t.zoneCounters = append(t.zoneCounters, z.ctr)
+		for owner, nm := range zz.Names {
+			n := z.ensure(wireName(owner))
+			n.pool = nm.Pool
+			n.rrsets = packRRsets(nm.RRs, log)
+		}
+		apex := z.names[string(z.wire)]
+		if apex == nil {
+			apex = z.ensure(z.wire)
+		}
+		z.apex = apex
+		if zz.SOA != nil {
+			soa := *zz.SOA
+			soa.Hdr.Ttl = zz.NegativeTTL()
+			z.soaNeg = packTail(&soa, log)
+			if !hasType(apex, dns.TypeSOA) {
+				apex.rrsets = append([]*rrset{packRRsets([]dns.RR{zz.SOA}, log)[0]}, apex.rrsets...)
+			}
+		}
+		// Empty non-terminals: every ancestor of an owner, down from the apex,
+		// exists as a name (RFC 4592 §2.2.2).
+		for _, n := range snapshotNodes(z) {
+			for w := parentWire(n.wire); len(w) > len(z.wire); w = parentWire(w) {
+				z.ensure(w)
+			}
+		}
+		nodes := snapshotNodes(z)
+		for _, n := range nodes {
+			n.isCut = n != apex && hasType(n, dns.TypeNS)
+			for _, rs := range n.rrsets {
+				if rs.rtype == dns.TypeCNAME {
+					n.cname = rs
+				}
+			}
+		}
+		for _, n := range nodes {
+			// The topmost cut wins: data below a lower cut is still glue of
+			// the upper delegation.
+			for w := n.wire; len(w) > len(z.wire); w = parentWire(w) {
+				if a := z.names[string(w)]; a != nil && a.isCut {
+					n.cut = a
+				}
+			}
+		}
+		for _, n := range nodes {
+			for _, rs := range n.rrsets {
+				rs.additional = z.additionalFor(rs)
+			}
+		}
+		t.zones[string(z.wire)] = z
+	}
+	return t
+}
+
+func hasType(n *node, t uint16) bool {
+	for _, rs := range n.rrsets {
+		if rs.rtype == t {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *node) find(t uint16) *rrset {
+	for _, rs := range n.rrsets {
+		if rs.rtype == t {
+			return rs
+		}
+	}
+	return nil
+}
+
+func snapshotNodes(z *zone) []*node {
+	out := make([]*node, 0, len(z.names))
+	for _, n := range z.names {
+		out = append(out, n)
+	}
+	return out
+}
+
+func (z *zone) ensure(w []byte) *node {
+	if n := z.names[string(w)]; n != nil {
+		return n
+	}
+	n := &node{wire: w}
+	z.names[string(w)] = n
+	return n
+}
+
+// additionalFor collects the in-zone addresses NS, MX and SRV records point
+// at: glue for referrals and the usual helpful additional data.
+func (z *zone) additionalFor(rs *rrset) [][]byte {
+	var out [][]byte
+	for _, tail := range rs.tails {
+		var target []byte
+		switch rs.rtype {
+		case dns.TypeNS:
+			target = tail[10:]
+		case dns.TypeMX:
+			target = tail[12:]
+		case dns.TypeSRV:
+			target = tail[16:]
+		default:
+			return nil
+		}
+		tw := lowerWire(target)
+		n := z.names[string(tw)]
+		if n == nil {
+			continue
+		}
+		for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			if a := n.find(t); a != nil {
+				for _, at := range a.tails {
+					rec := append(append([]byte(nil), tw...), at...)
+					out = append(out, rec)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// packRRsets groups rrs by type, in order of first appearance, and packs
+// each record without its owner.
+func packRRsets(rrs []dns.RR, log *slog.Logger) []*rrset {
+	var out []*rrset
+	for _, rr := range rrs {
+		tail := packTail(rr, log)
+		if tail == nil {
+			continue
+		}
+		t := rr.Header().Rrtype
+		var rs *rrset
+		for _, x := range out {
+			if x.rtype == t {
+				rs = x
+			}
+		}
+		if rs == nil {
+			rs = &rrset{rtype: t}
+			out = append(out, rs)
+		}
+		rs.tails = append(rs.tails, tail)
+		rs.size += len(tail)
+		if cn, ok := rr.(*dns.CNAME); ok {
+			rs.target = wireName(strings.ToLower(cn.Target))
+		}
+	}
+	return out
+}
+
+// packTail packs rr with the root as owner and returns everything after
+// that one-byte owner.
+func packTail(rr dns.RR, log *slog.Logger) []byte {
+	c := dns.Copy(rr)
+	c.Header().Name = "."
+	c.Header().Class = dns.ClassINET
+	buf := make([]byte, dns.Len(c)+64)
+	n, err := dns.PackRR(c, buf, 0, nil, false)
+	if err != nil {
+		log.Error("pack record", "record", rr.String(), "err", err)
+		return nil
+	}
+	return buf[1:n:n]
+}
+
+// wireName is the lower-case uncompressed wire form of a presentation name.
+func wireName(name string) []byte {
+	name = dns.Fqdn(strings.ToLower(name))
+	buf := make([]byte, 256)
+	n, err := dns.PackDomainName(name, buf, 0, nil, false)
+	if err != nil {
+		panic(fmt.Sprintf("pack validated name %q: %v", name, err))
+	}
+	return buf[:n:n]
+}
+
+// lowerWire copies an uncompressed wire name in lower case.
+func lowerWire(w []byte) []byte {
+	out := make([]byte, 0, len(w))
+	i := 0
+	for i < len(w) {
+		l := int(w[i])
+		out = append(out, w[i])
+		if l == 0 {
+			break
+		}
+		for _, c := range w[i+1 : i+1+l] {
+			out = append(out, toLower(c))
+		}
+		i += 1 + l
+	}
+	return out
+}
+
+// parentWire strips the first label of an uncompressed wire name.
+func parentWire(w []byte) []byte {
+	if len(w) <= 1 {
+		return w[:0]
+	}
+	return w[1+int(w[0]):]
+}
+
+func toLower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
