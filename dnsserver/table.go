@@ -51,7 +51,7 @@ type node struct {
 	pool   *zones.Pool
 	// cut is the topmost delegation point at or above this name (strictly
 	// below the apex), nil when the name is in authoritative data.
-	cut *node
+	cut   *node
 	isCut bool
 }
 
