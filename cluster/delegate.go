@@ -41,6 +41,8 @@ func (d *delegate) NotifyMsg(buf []byte) {
 		err = m.onStateReq(buf)
 	case msgState:
 		err = m.onState(buf)
+	case msgLeave:
+		err = m.onLeave(buf)
 	default:
 		err = errUnknownType
 	}
@@ -202,6 +204,23 @@ func (m *Mesh) onDrain(buf []byte) error {
 	if m.st.mergeDrain(k, v) {
 		m.queue("x\x00"+k.Pool+"\x00"+k.Site+"\x00"+k.Addr.String(), buf)
 		m.recompute(time.Now())
+	}
+	return nil
+}
+
+func (m *Mesh) onLeave(buf []byte) error {
+	var w wireLeave
+	if err := decodeBody(buf, &w); err != nil {
+		return err
+	}
+	if err := checkName("leaving node", w.M); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if w.M != m.opts.Name && m.leaving[w.M].IsZero() {
+		m.leaving[w.M] = time.Now()
+		m.queue("l\x00"+w.M, buf)
 	}
 	return nil
 }
@@ -376,6 +395,16 @@ func (e *events) set(n *memberlist.Node, state string) {
 	m := (*Mesh)(e)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	switch state {
+	case "alive":
+		delete(m.leaving, n.Name)
+	case "dead":
+		// memberlist's Node.State is not kept current, so a leave and a
+		// failure look the same here; the leave notice tells them apart.
+		if t := m.leaving[n.Name]; !t.IsZero() && time.Since(t) < time.Minute {
+			state = "left"
+		}
+	}
 	m.members[n.Name] = &memberInfo{
 		node:  memberlist.Node{Name: n.Name, Addr: append(net.IP(nil), n.Addr...), Port: n.Port},
 		state: state,
@@ -398,12 +427,8 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
-	state := "dead"
-	if n.State == memberlist.StateLeft {
-		state = "left"
-	}
-	e.set(n, state)
-	e.log.Info("member gone", "member", n.Name, "addr", n.Address(), "state", state)
+	e.set(n, "dead")
+	e.log.Info("member gone", "member", n.Name, "addr", n.Address())
 }
 
 func (e *events) NotifyUpdate(n *memberlist.Node) { e.set(n, "alive") }

@@ -138,6 +138,7 @@ type Mesh struct {
 	tick      uint64 // own digest clock
 	intervals map[string]time.Duration
 	members   map[string]*memberInfo
+	leaving   map[string]time.Time // leave notices, by node
 	started   bool
 	closed    bool
 
@@ -165,6 +166,7 @@ func New(opts Options) (*Mesh, error) {
 		seq:       uint64(time.Now().UnixMicro()),
 		intervals: map[string]time.Duration{},
 		members:   map[string]*memberInfo{},
+		leaving:   map[string]time.Time{},
 	}
 	m.health.Store(&health{})
 	cfg, err := m.config()
@@ -372,6 +374,9 @@ func (m *Mesh) Leave(timeout time.Duration) error {
 	if ml == nil {
 		return nil
 	}
+	// The notice rides in the same gossip packets as memberlist's own
+	// leave message, which Leave waits for.
+	m.queue("l\x00"+m.opts.Name, encode(msgLeave, wireLeave{M: m.opts.Name}))
 	if err := ml.Leave(timeout); err != nil {
 		return fmt.Errorf("cluster: leave: %w", err)
 	}

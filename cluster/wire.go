@@ -18,6 +18,7 @@ const (
 	msgStateReq byte = 4 // "send me your own state", reliable, to one monitor
 	msgState    byte = 5 // a monitor's own full state, reliable reply
 	msgFull     byte = 6 // everything this node knows, push/pull
+	msgLeave    byte = 7 // "I am leaving", broadcast before a graceful leave
 
 	wireVersion byte = 1
 )
@@ -65,6 +66,12 @@ type wireDrain struct {
 	O bool   `json:"o,omitempty"`
 	C uint64 `json:"c"`
 	N string `json:"n"`
+}
+
+// wireLeave tells peers that the memberlist death of M that follows is a
+// graceful leave: memberlist's event does not say which it was.
+type wireLeave struct {
+	M string `json:"m"`
 }
 
 type wireStateReq struct {

@@ -1,0 +1,147 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// checkLeaks fails the test when goroutines of memberlist or of this
+// package outlive it. Register it first so it runs after every other
+// cleanup.
+func checkLeaks(t testing.TB) {
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			leaked := leakedGoroutines()
+			if len(leaked) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%d goroutines leaked, first:\n%s", len(leaked), leaked[0])
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+func leakedGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "checkLeaks") || strings.Contains(g, "leakedGoroutines") {
+			continue
+		}
+		if strings.Contains(g, "hashicorp/memberlist") || strings.Contains(g, "gslbd/cluster.(*Mesh)") || strings.Contains(g, "gslbd/cluster.(*faultTransport)") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// startMesh starts a node on 127.0.0.1:0 with profile local; it is shut
+// down (without leaving) when the test ends unless the test did it.
+func startMesh(t testing.TB, opts Options) *Mesh {
+	t.Helper()
+	if opts.Bind == "" && opts.Transport == nil {
+		opts.Bind = "127.0.0.1:0"
+	}
+	if opts.Profile == "" {
+		opts.Profile = "local"
+	}
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	m, err := New(opts)
+	if err != nil {
+		t.Fatalf("new mesh %s: %v", opts.Name, err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatalf("start mesh %s: %v", opts.Name, err)
+	}
+	t.Cleanup(func() { m.Shutdown() })
+	return m
+}
+
+// startMeshes starts n monitor nodes n1..nn, each joining the first.
+func startMeshes(t testing.TB, n int, tweak func(i int, o *Options)) []*Mesh {
+	t.Helper()
+	var ms []*Mesh
+	for i := range n {
+		o := Options{Name: fmt.Sprintf("n%d", i+1), Monitor: true}
+		if i > 0 {
+			o.Join = []string{ms[0].Addr()}
+		}
+		if tweak != nil {
+			tweak(i, &o)
+		}
+		ms = append(ms, startMesh(t, o))
+	}
+	waitFor(t, 20*time.Second, "all members alive", func() bool {
+		for _, m := range ms {
+			if aliveCount(m) != n {
+				return false
+			}
+		}
+		return true
+	})
+	return ms
+}
+
+func aliveCount(m *Mesh) int {
+	n := 0
+	for _, mb := range m.Members() {
+		if mb.State == "alive" {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor polls cond every 10 ms until it holds or timeout passes, and
+// returns how long it took.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func allDown(ms []*Mesh, key string, down bool) bool {
+	for _, m := range ms {
+		if m.Health().Down(key) != down {
+			return false
+		}
+	}
+	return true
+}
+
+func allVotes(ms []*Mesh, key string, want map[string]bool) bool {
+	for _, m := range ms {
+		got := m.Votes(key)
+		if len(got) != len(want) {
+			return false
+		}
+		for k, v := range want {
+			if g, ok := got[k]; !ok || g != v {
+				return false
+			}
+		}
+	}
+	return true
+}
