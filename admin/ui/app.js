@@ -111,11 +111,26 @@
       if (rank[ss] > rank[pl.state]) pl.state = ss;
       pl.pools.push(p.name + ": " + ss);
     }
-    for (const pl of places.values()) {
+    // Labels go right of their marker, else left, below or above,
+    // whichever first overlaps no label placed before: nearby sites (fra,
+    // ams) stay readable.
+    const boxes = [];
+    const FS = 7, CW = 4.2; // font size and average glyph width, in degrees
+    const free = b => boxes.every(o => b.x + b.w <= o.x || o.x + o.w <= b.x || b.y + b.h <= o.y || o.y + o.h <= b.y);
+    for (const pl of places.values()) boxes.push({x: x(pl.lon) - 3.6, y: y(pl.lat) - 3.6, w: 7.2, h: 7.2});
+    for (const pl of [...places.values()].sort((a, b) => b.lat - a.lat)) {
+      const cx = x(pl.lon), cy = y(pl.lat), w = pl.name.length * CW;
+      const tries = [[cx + 5, cy + FS / 2 - 1, "start"], [cx - 5, cy + FS / 2 - 1, "end"], [cx, cy + FS + 4, "middle"], [cx, cy - 5, "middle"]];
+      let pick = tries[0];
+      for (const t of tries) {
+        const bx = t[2] === "start" ? t[0] : t[2] === "end" ? t[0] - w : t[0] - w / 2;
+        const b = {x: bx, y: t[1] - FS, w: w, h: FS + 1};
+        if (free(b)) { pick = t; boxes.push(b); break; }
+      }
       const g = s("g", {class: "marker " + pl.state});
       g.append(s("title", {}, pl.name + " — " + pl.pools.join(", ")));
-      g.append(s("circle", {cx: x(pl.lon), cy: y(pl.lat), r: 3.2}));
-      g.append(s("text", {x: x(pl.lon) + 4.5, y: y(pl.lat) + 1.6}, pl.name));
+      g.append(s("circle", {cx: cx, cy: cy, r: 3.6}));
+      g.append(s("text", {x: pick[0], y: pick[1], "text-anchor": pick[2]}, pl.name));
       svg.append(g);
     }
     return h("section", {class: "card mapcard", "aria-label": "map"}, svg);
@@ -156,7 +171,7 @@
   }
 
   function poolCard(p) {
-    const meta = [p.policy, p.answers + " answers", "ttl " + p.ttl, p.check];
+    const meta = [p.policy, p.answers + (p.answers === 1 ? " answer" : " answers"), "ttl " + p.ttl, "check " + p.check];
     if (p.affinity !== "none") meta.push("affinity " + p.affinity);
     meta.push("all down: " + p.when_all_down + (p.fallback ? " → " + p.fallback : ""));
     return h("section", {class: "card pool", "data-pool": p.name},
@@ -189,8 +204,9 @@
         h("ul", {}, (st.last_reload.errors || []).map(e => h("li", {class: "mono"}, e)))));
     }
     const cols = h("div", {class: "cols"},
-      h("div", {class: "main"}, st.pools.length ? st.pools.map(poolCard) : h("p", {class: "card muted"}, "no pools configured")),
-      h("div", {class: "side"}, worldMap(st), meshCard(st)));
+      worldMap(st),
+      h("div", {class: "pools"}, st.pools.length ? st.pools.map(poolCard) : h("p", {class: "card muted"}, "no pools configured")),
+      meshCard(st));
     parts.push(cols);
     app.replaceChildren(...parts);
     const foot = document.getElementById("foot");
