@@ -269,6 +269,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 			}
 			if started < m.workers {
 				started++
+				m.met.workers.Set(float64(started))
 				wg.Go(func() { m.worker(ctx) })
 			}
 			select {

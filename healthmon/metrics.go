@@ -16,6 +16,7 @@ type metrics struct {
 	targets  *prometheus.GaugeVec   // by check type
 	changes  *prometheus.CounterVec // by new state
 	down     prometheus.Gauge
+	workers  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -46,9 +47,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gslbd_health_targets_down",
 			Help: "Targets this node's probes currently judge down.",
 		}),
+		workers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gslbd_health_workers",
+			Help: "Probe workers started: the peak of probes in flight, up to the configured bound.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.duration, m.failures, m.lateness, m.targets, m.changes, m.down)
+		reg.MustRegister(m.duration, m.failures, m.lateness, m.targets, m.changes, m.down, m.workers)
 	}
 	return m
 }

@@ -305,7 +305,11 @@ func TestProbeReasons(t *testing.T) {
 // startMonitor runs a network monitor over targets until the test ends.
 func startMonitor(t *testing.T, opts Options, targets []zones.Target) (*Monitor, *reports) {
 	reps := &reports{}
-	opts.Report = reps.add
+	if also := opts.Report; also != nil {
+		opts.Report = func(r Report) { reps.add(r); also(r) }
+	} else {
+		opts.Report = reps.add
+	}
 	opts.Logger = testLogger(t)
 	if opts.Node == "" {
 		opts.Node, opts.Version = "n1", "test"
