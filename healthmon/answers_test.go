@@ -29,7 +29,7 @@ type localHealth struct {
 
 type downSet map[string]bool
 
-func (d downSet) Down(key string) bool                       { return d[key] }
+func (d downSet) Down(key string) bool                         { return d[key] }
 func (d downSet) Drained(pool, site string, a netip.Addr) bool { return false }
 
 func (h *localHealth) report(r Report) {
