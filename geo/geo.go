@@ -85,18 +85,13 @@ type Info struct {
 type DB struct {
 	locs []Location
 
-	// IPv4: sorted range starts and the id of each range; idx4[b] is the
-	// first range starting at or after b<<16, so a lookup searches only
-	// the ranges of its /16.
-	start4 []uint32
-	id4    []uint32
-	idx4   []uint32
-
-	// IPv6: the same over 128-bit starts. An id with aliasFlag set sends
-	// the lookup to the IPv4 table (see aliases).
-	start6 []u128
-	id6    []uint32
-	idx6   []uint32
+	// Sorted range starts with the id of each range, IPv4 and IPv6. An
+	// IPv6 id with aliasFlag set sends the lookup to the IPv4 table (see
+	// aliases).
+	v4  []ent4
+	v6  []ent6
+	ix4 index
+	ix6 index
 
 	// aliases[i] is the prefix length of an IPv6 subtree that the
 	// database maps onto its IPv4 subtree: the 32 bits after it are the
@@ -129,31 +124,34 @@ func (db *DB) Lookup(a netip.Addr) (loc *Location, bits int) {
 	x := u128From16(a.As16())
 	i := db.find6(x)
 	end := maxU128
-	if i+1 < len(db.start6) {
-		end = db.start6[i+1].sub1()
+	if i+1 < len(db.v6) {
+		end = u128{db.v6[i+1].hi, db.v6[i+1].lo}.sub1()
 	}
-	bits = prefixBits(x, db.start6[i], end, 128)
-	id := db.id6[i]
+	e := &db.v6[i]
+	bits = prefixBits(x, u128{e.hi, e.lo}, end, 128)
+	id := e.id
 	if id&aliasFlag != 0 {
 		at := int(db.aliases[id&^aliasFlag])
-		v4 := x.shl(at).hi >> 32
 		var b4 int
-		id, b4 = db.lookup4(uint32(v4))
+		id, b4 = db.lookup4(uint32(x.shl(at).hi >> 32))
 		bits = max(bits, at+b4)
 	}
 	return &db.locs[id], bits
 }
 
+type ent4 struct{ start, id uint32 }
+
+type ent6 struct {
+	hi, lo uint64
+	id     uint32
+}
+
 func (db *DB) lookup4(x uint32) (id uint32, bits int) {
-	b := x >> 16
-	lo, hi := int(db.idx4[b]), int(db.idx4[b+1])
-	if lo > 0 {
-		lo-- // the range containing b<<16 may start before it
-	}
-	s := db.start4
+	lo, hi := db.ix4.bounds(uint64(x) << 32)
+	s := db.v4
 	for hi-lo > 1 {
 		m := int(uint(lo+hi) >> 1)
-		if s[m] <= x {
+		if s[m].start <= x {
 			lo = m
 		} else {
 			hi = m
@@ -161,21 +159,17 @@ func (db *DB) lookup4(x uint32) (id uint32, bits int) {
 	}
 	end := uint64(1<<32 - 1)
 	if lo+1 < len(s) {
-		end = uint64(s[lo+1]) - 1
+		end = uint64(s[lo+1].start) - 1
 	}
-	return db.id4[lo], prefixBits(u128{0, uint64(x)}, u128{0, uint64(s[lo])}, u128{0, end}, 32)
+	return s[lo].id, prefixBits(u128{0, uint64(x)}, u128{0, uint64(s[lo].start)}, u128{0, end}, 32)
 }
 
 func (db *DB) find6(x u128) int {
-	b := x.hi >> 48
-	lo, hi := int(db.idx6[b]), int(db.idx6[b+1])
-	if lo > 0 {
-		lo--
-	}
-	s := db.start6
+	lo, hi := db.ix6.bounds(x.hi)
+	s := db.v6
 	for hi-lo > 1 {
 		m := int(uint(lo+hi) >> 1)
-		if v := s[m]; v.hi < x.hi || (v.hi == x.hi && v.lo <= x.lo) {
+		if v := &s[m]; v.hi < x.hi || (v.hi == x.hi && v.lo <= x.lo) {
 			lo = m
 		} else {
 			hi = m
@@ -333,34 +327,18 @@ func Open(path string, overrides []Override) (*DB, error) {
 	}
 
 	db.locs = b.locs
-	db.start4 = make([]uint32, len(r4))
-	db.id4 = make([]uint32, len(r4))
+	db.v4 = make([]ent4, len(r4))
 	for i, r := range r4 {
-		db.start4[i], db.id4[i] = uint32(r.start.lo), r.id
+		db.v4[i] = ent4{uint32(r.start.lo), r.id}
 	}
-	db.idx4 = make([]uint32, 1<<16+1)
-	k := 0
-	for bkt := range 1<<16 + 1 {
-		for k < len(db.start4) && db.start4[k]>>16 < uint32(bkt) {
-			k++
-		}
-		db.idx4[bkt] = uint32(k)
-	}
-	db.start6 = make([]u128, len(r6))
-	db.id6 = make([]uint32, len(r6))
+	db.ix4 = newIndex(len(db.v4), func(i int) uint64 { return uint64(db.v4[i].start) << 32 }, 8)
+	db.v6 = make([]ent6, len(r6))
 	for i, r := range r6 {
-		db.start6[i], db.id6[i] = r.start, r.id
+		db.v6[i] = ent6{r.start.hi, r.start.lo, r.id}
 	}
-	db.idx6 = make([]uint32, 1<<16+1)
-	k = 0
-	for bkt := range 1<<16 + 1 {
-		for k < len(db.start6) && db.start6[k].hi>>48 < uint64(bkt) {
-			k++
-		}
-		db.idx6[bkt] = uint32(k)
-	}
+	db.ix6 = newIndex(len(db.v6), func(i int) uint64 { return db.v6[i].hi }, 12)
 	db.info.Ranges = len(r4) + len(r6)
-	db.info.TableBytes = 8*len(r4) + 20*len(r6) + 8*(1<<16+1) + len(db.locs)*64
+	db.info.TableBytes = 8*len(db.v4) + 24*len(db.v6) + db.ix4.bytes() + db.ix6.bytes() + len(db.locs)*64
 	db.info.LoadDuration = time.Since(t0)
 	return db, nil
 }
@@ -404,7 +382,12 @@ func (db *DB) walk(path string, b *builder, v4, v6 *runList) (err error) {
 		})
 	}
 
-	byOffset := map[uintptr]uint32{}
+	// Neighbouring networks mostly share a record, so the last offset is
+	// checked before the map.
+	byOffset := make(map[uintptr]uint32, md.NodeCount/16)
+	lastOff, lastID := ^uintptr(0), uint32(0)
+	v4.runs = make([]run, 0, md.NodeCount/4)
+	v6.runs = make([]run, 0, md.NodeCount/4)
 	for res := range r.Networks(maxminddb.IncludeNetworksWithoutData()) {
 		if err := res.Err(); err != nil {
 			return fmt.Errorf("geo: read %s: %w", path, err)
@@ -414,7 +397,9 @@ func (db *DB) walk(path string, b *builder, v4, v6 *runList) (err error) {
 			db.info.Networks++
 			off := res.Offset()
 			var ok bool
-			if id, ok = byOffset[off]; !ok {
+			if off == lastOff {
+				id = lastID
+			} else if id, ok = byOffset[off]; !ok {
 				var rec record
 				if err := res.Decode(&rec); err != nil {
 					return fmt.Errorf("geo: read %s: record of %v: %w", path, res.Prefix(), err)
@@ -430,6 +415,7 @@ func (db *DB) walk(path string, b *builder, v4, v6 *runList) (err error) {
 				id = b.location(k)
 				byOffset[off] = id
 			}
+			lastOff, lastID = off, id
 		}
 		p := res.Prefix()
 		if p.Addr().Is4() {
