@@ -3,6 +3,7 @@ package zones
 import (
 	"cmp"
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
@@ -364,11 +365,10 @@ func (v *View) selectPool(p *Pool, q *query, dst []netip.Addr, tr *Trace, depth 
 
 	affinity := p.Affinity == AffinityClientSubnet
 	var base []rank
-	var rbuf [maxStackSites]rank
 	switch p.Policy {
 	case PolicyGeo:
 		q.locate(v.Snap.Geo)
-		base = p.geoOrder(q.loc, rbuf[:0])
+		base = p.geoOrder(q.loc)
 	case PolicyFailover:
 		base = p.sel.fo
 	default:
@@ -444,35 +444,41 @@ func (v *View) selectPool(p *Pool, q *query, dst []netip.Addr, tr *Trace, depth 
 	// differ. When every eligible address is answered, or one site answers
 	// without affinity, the answer set is the same for every client
 	// (rotation only changes the order).
-	var why string
+	geoScope, affScope := 0, 0
 	switch {
-	case total <= p.Answers:
-		why = "every eligible address is in the answer: it does not depend on the client"
-	case sites == 1 && !affinity:
-		why = "one site answers, rotating: the answer does not depend on the client"
+	case total <= p.Answers, sites == 1 && !affinity:
 	default:
-		scope := 0
 		if p.Policy == PolicyGeo && sites > 1 {
-			scope = q.geoBits()
-			why = "the site order depends on the client location, the same in the whole geo network"
+			geoScope = q.geoBits()
 		}
 		if affinity {
-			if ab := q.affinityBits(); ab > scope {
-				scope = ab
-				why = "affinity hashes the client network"
-			} else {
-				why += " (wider than the affinity network)"
-			}
+			affScope = q.affinityBits()
 		}
-		if why == "" {
-			why = "the order does not depend on the client (" + policyName(p.Policy) + " without affinity)"
-		}
-		r.Scope = uint8(scope)
 	}
+	r.Scope = uint8(max(geoScope, affScope))
 	if tr != nil {
-		tr.ScopeWhy = why
+		tr.ScopeWhy = scopeReason(p, total, sites, affinity, geoScope, affScope)
 	}
 	return r
+}
+
+// scopeReason explains the scope selectPool chose, for the trace.
+func scopeReason(p *Pool, total, sites int, affinity bool, geoScope, affScope int) string {
+	switch {
+	case total <= p.Answers:
+		return "every eligible address is in the answer: it does not depend on the client"
+	case sites == 1 && !affinity:
+		return "one site answers, rotating among its addresses: the answer does not depend on the client"
+	case p.Policy == PolicyGeo && sites > 1 && affinity && geoScope >= affScope:
+		return fmt.Sprintf("the site order depends on the client location, the same in the whole /%d geo network, which lies inside the affinity network /%d", geoScope, affScope)
+	case affinity && p.Policy == PolicyGeo && sites > 1:
+		return fmt.Sprintf("affinity hashes the client network /%d, inside the /%d geo network", affScope, geoScope)
+	case affinity:
+		return fmt.Sprintf("affinity hashes the client network /%d", affScope)
+	case p.Policy == PolicyGeo:
+		return fmt.Sprintf("the site order depends on the client location, the same in the whole /%d geo network", geoScope)
+	}
+	return "the order does not depend on the client (" + policyName(p.Policy) + " without affinity)"
 }
 
 // weightKey is the Efraimidis–Spirakis key of a site: sorting by it
@@ -534,16 +540,17 @@ func appendByScore(dst, addrs []netip.Addr, take int, key uint64) []netip.Addr {
 }
 
 // geoOrder is the ranking of p's sites for a client at loc.
-func (p *Pool) geoOrder(loc *geo.Location, buf []rank) []rank {
+func (p *Pool) geoOrder(loc *geo.Location) []rank {
 	if loc.Source == geo.SourceUnknown {
 		return p.sel.all
 	}
 	if id := int(loc.ID); id >= 0 && id < len(p.sel.geoIdx) {
 		return p.sel.geoOrders[p.sel.geoIdx[id]]
 	}
-	// Not a location of this snapshot's DB: cannot happen, but rank it
-	// here rather than answer wrongly.
-	return geoRanks(p, loc, buf)
+	// Not a location of this snapshot's DB: cannot happen (the view's
+	// snapshot owns both), but rank it, allocating, rather than answer
+	// wrongly.
+	return geoRanks(p, loc, nil)
 }
 
 // geoClass places a site for a client location (SPEC §5.3, geo).
