@@ -494,12 +494,15 @@ func (t *Trace) Text() string {
 		client = fmt.Sprintf("%s/%d (EDNS Client Subnet)", t.Client.Address, *t.Client.SourcePrefix)
 	}
 	w("client:   %s", client)
-	if t.Zone != "" {
+	switch {
+	case t.Owner != "":
 		owner := t.Owner
 		if t.Wildcard {
 			owner += " (wildcard)"
 		}
 		w("zone:     %s  owner: %s", t.Zone, owner)
+	case t.Zone != "":
+		w("zone:     %s", t.Zone)
 	}
 	for _, c := range t.CNAMEs {
 		w("cname:    %s", c)

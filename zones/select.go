@@ -303,6 +303,9 @@ func (v *View) run(p *Pool, qtype uint16, c Client, dst []netip.Addr, tr *Trace)
 		r.Scope = c.SourcePrefix
 	}
 	if tr != nil {
+		if !c.ECS {
+			tr.ScopeWhy += " (the query carried no ECS: the response carries no scope)"
+		}
 		tr.finish(r)
 	}
 	return r

@@ -1,6 +1,7 @@
 package zones
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -562,5 +563,27 @@ func TestSelectNotAPoolType(t *testing.T) {
 	r := sel(NewView(s, nil), "geo", 16 /* TXT */, pkt("127.0.1.5"))
 	if !r.NoData || len(r.Addrs) != 0 {
 		t.Errorf("TXT at a pool: got %+v, want NODATA", r)
+	}
+}
+
+// TestSelectManySites covers the documented slow path: more sites than fit
+// the stack arrays still select correctly (allocating).
+func TestSelectManySites(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("[big]\npolicy = \"geo\"\nanswers = 3\naffinity = \"client-subnet\"\n")
+	for i := range maxStackSites + 6 {
+		fmt.Fprintf(&b, "[[big.sites]]\nname = \"s%d\"\nlat = %d\nlon = %d\naddresses = [\"10.%d.0.1\", \"10.%d.0.2\"]\n", i, i%80, i, i/256, i%256)
+	}
+	// The last site claims DE.
+	b.WriteString("countries = [\"DE\"]\n")
+	s := loadFiles(t, selNode, zoneText("big"), b.String())
+	v := NewView(s, nil)
+	last := fmt.Sprintf("s%d", maxStackSites+5)
+	r := sel(v, "big", tA, ecs("127.0.1.0", 24))
+	if siteName(r) != last || len(r.Addrs) != 3 {
+		t.Fatalf("got %s %v, want 2 addresses of the DE site %s and one more", siteName(r), r.Addrs, last)
+	}
+	for range 50 {
+		checkInvariants(t, v, s.Pools["big"], tA, pkt("127.0.50.9"))
 	}
 }
