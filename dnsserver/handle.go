@@ -137,8 +137,8 @@ func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
 		// client information; use the packet source.
 		client = zones.Client{Addr: q.ecsIP, ECS: true, SourcePrefix: q.ecsSource}
 	}
-	r := resolver{s: s, st: st, z: z, q: &q, w: &w, client: client, soaPtr: uint16(headerLen + zoff)}
-	rc = r.resolve()
+	r := resolver{st: st, z: z, q: &q, w: &w, soaPtr: uint16(headerLen + zoff)}
+	rc = r.resolve(s, client)
 	w.limit += reserve
 	if w.tc && !tcp {
 		s.ctr.truncated.Add(1)
@@ -272,6 +272,8 @@ func (q *query) parseRest(pkt []byte) (int, bool) {
 			// RFC 6891 §6.1.1: one OPT, in the additional section, owned by
 			// the root.
 			if q.edns || i < an+ns || off-start != 1 {
+				q.edns = false // which OPT would we answer? none
+				q.ecs = false
 				return rcFormErr, false
 			}
 			q.edns = true

@@ -89,6 +89,9 @@ TXT = ["dynamic"]
 [records.geo]
 pool = "geo"
 
+[records.aff]
+pool = "aff"
+
 [records.v4only]
 pool = "v4only"
 
@@ -186,6 +189,17 @@ ttl = 20
 [[v4only.sites]]
 name = "fra"
 addresses = ["192.0.2.30"]
+
+[aff]
+policy = "weighted"
+affinity = "client-subnet"
+answers = 1
+[[aff.sites]]
+name = "a"
+addresses = ["192.0.2.60"]
+[[aff.sites]]
+name = "b"
+addresses = ["192.0.2.61"]
 
 [geo]
 policy = "geo"

@@ -12,12 +12,10 @@ import (
 // resolver answers one question inside its closest enclosing zone,
 // writing answer, authority and additional records through w.
 type resolver struct {
-	s      *Server
 	st     *published
 	z      *zone
 	q      *query
 	w      *writer
-	client zones.Client
 	soaPtr uint16 // compression pointer to the zone origin inside the question
 
 	aa    bool
@@ -28,7 +26,7 @@ type resolver struct {
 // delegation, CNAME (followed while it stays in the zone), wildcard
 // (RFC 4592: only below the closest encloser, never below an existing
 // name), otherwise NXDOMAIN. It returns the rcode index.
-func (r *resolver) resolve() int {
+func (r *resolver) resolve(s *Server, client zones.Client) int {
 	r.aa = true
 	q, z := r.q, r.z
 	name := q.lname[:q.qlen]
@@ -68,7 +66,7 @@ func (r *resolver) resolve() int {
 			return r.referral(n.cut)
 		}
 		if n.cname == nil || q.qtype == dns.TypeCNAME || q.qtype == dns.TypeANY {
-			return r.answer(n, o)
+			return r.answer(s, client, n, o)
 		}
 		for _, v := range visited[:hop] {
 			if v == n {
@@ -90,7 +88,7 @@ func (r *resolver) resolve() int {
 }
 
 // answer writes the data of qtype at n (which is not a delegation).
-func (r *resolver) answer(n *node, o owner) int {
+func (r *resolver) answer(s *Server, client zones.Client, n *node, o owner) int {
 	qt := r.q.qtype
 	switch {
 	case qt == dns.TypeANY:
@@ -106,7 +104,7 @@ func (r *resolver) answer(n *node, o owner) int {
 		}
 		return r.negative(rcNoError)
 	case (qt == dns.TypeA || qt == dns.TypeAAAA) && n.pool != nil:
-		return r.pool(n.pool, o)
+		return r.pool(s, client, n.pool, o)
 	}
 	rs := n.find(qt)
 	if rs == nil {
@@ -118,13 +116,17 @@ func (r *resolver) answer(n *node, o owner) int {
 	return rcNoError
 }
 
-func (r *resolver) pool(p *zones.Pool, o owner) int {
-	sc := r.s.scratch.Get().(*scratch)
+// pool answers from the view's selection. s and client are passed apart
+// from r: Select's arguments leak to the heap as far as escape analysis
+// can tell, and anything loaded from r would drag the per-query structs r
+// points at (query, writer) to the heap with them.
+func (r *resolver) pool(s *Server, client zones.Client, p *zones.Pool, o owner) int {
+	sc := s.scratch.Get().(*scratch)
 	if cap(sc.addrs) < r.st.t.maxAddrs {
 		sc.addrs = make([]netip.Addr, 0, r.st.t.maxAddrs)
 	}
-	res := r.st.view.Select(p, r.q.qtype, r.client, sc.addrs[:0])
-	if r.client.ECS {
+	res := r.st.view.Select(p, r.q.qtype, client, sc.addrs[:0])
+	if client.ECS {
 		r.scope = res.Scope
 	}
 	rc := rcNoError
@@ -139,7 +141,7 @@ func (r *resolver) pool(p *zones.Pool, o owner) int {
 		}
 	}
 	sc.addrs = res.Addrs[:0]
-	r.s.scratch.Put(sc)
+	s.scratch.Put(sc)
 	return rc
 }
 
