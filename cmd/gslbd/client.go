@@ -1,0 +1,525 @@
+package main
+
+// The client commands: status, explain, drain/undrain and keygen. All but
+// keygen (and explain -config) talk to a node's admin API through
+// admin.Client; they print tables for people by default and JSON with -json.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"gslbd/admin"
+	"gslbd/zones"
+)
+
+// clientTimeout bounds one admin API call; a reload of a large
+// configuration is the slowest.
+const clientTimeout = 30 * time.Second
+
+// clientFlags are the flags every admin API command takes.
+type clientFlags struct {
+	admin     string
+	tokenFile string
+	json      bool
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.admin, "admin", admin.DefaultURL, "admin API `URL` of the node")
+	fs.StringVar(&c.tokenFile, "token-file", "", "read the bearer token from `FILE` (default: $GSLBD_TOKEN)")
+	fs.BoolVar(&c.json, "json", false, "print JSON for scripts instead of tables")
+}
+
+// client builds the API client; the token comes from -token-file, else
+// from $GSLBD_TOKEN, so it never has to appear on a command line.
+func (c *clientFlags) client() (*admin.Client, error) {
+	tok := os.Getenv("GSLBD_TOKEN")
+	if c.tokenFile != "" {
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("read token file: %w", err)
+		}
+		tok = string(b)
+	}
+	base := strings.TrimRight(c.admin, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base // "127.0.0.1:8053" is what people type
+	}
+	return &admin.Client{Base: base, Token: strings.TrimSpace(tok)}, nil
+}
+
+// parseInterleaved parses flags that may come before, between or after the
+// positional arguments ("gslbd drain web fra -admin URL"), which the flag
+// package alone stops at. "--" ends the flags.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		// flag.Parse stops at the first non-flag, or after "--"; tell the
+		// two apart by what precedes it.
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// newFlagSet makes a flag set that reports to stderr and shows the usage
+// line of the command.
+func newFlagSet(name, usageLine string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s\n\nflags:\n", usageLine)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFailed maps a flag error to the exit code: -h is not a failure.
+func parseFailed(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
+func usageError(stderr io.Writer, fs *flag.FlagSet, format string, args ...any) int {
+	fmt.Fprintf(stderr, "gslbd %s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
+	fs.Usage()
+	return exitUsage
+}
+
+func apiFailed(stderr io.Writer, cmd string, c *admin.Client, err error) int {
+	fmt.Fprintf(stderr, "gslbd %s: %v\n", cmd, err)
+	var ae *admin.APIError
+	switch {
+	case errors.As(err, &ae) && ae.Status == 401:
+		fmt.Fprintln(stderr, "hint: pass the node's admin token with -token-file FILE or $GSLBD_TOKEN")
+	case !errors.As(err, &ae):
+		fmt.Fprintf(stderr, "hint: is a node's admin API listening at %s? (-admin URL)\n", c.Base)
+	}
+	return exitFail
+}
+
+func printJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// cmdStatus: gslbd status [-admin URL] [-json].
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	var cf clientFlags
+	fs := newFlagSet("status", "gslbd status [-admin URL] [-json]", stderr)
+	cf.register(fs)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return parseFailed(err)
+	}
+	if len(pos) > 0 {
+		return usageError(stderr, fs, "unexpected argument %q", pos[0])
+	}
+	c, err := cf.client()
+	if err != nil {
+		fmt.Fprintf(stderr, "gslbd status: %v\n", err)
+		return exitFail
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+	defer cancel()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return apiFailed(stderr, "status", c, err)
+	}
+	if cf.json {
+		printJSON(stdout, st)
+		return exitOK
+	}
+	printStatus(stdout, st)
+	return exitOK
+}
+
+// printStatus writes the status as tables: node, members, then one row per
+// address.
+func printStatus(w io.Writer, st *admin.Status) {
+	fmt.Fprintf(w, "node %s  version %s", st.Node, st.Version)
+	if !st.ConfigLoadedAt.IsZero() {
+		fmt.Fprintf(w, "  config loaded %s", st.ConfigLoadedAt.Local().Format(time.DateTime))
+	}
+	if !st.LastReload.OK {
+		fmt.Fprintf(w, "  LAST RELOAD FAILED %s", st.LastReload.At.Local().Format(time.DateTime))
+	}
+	fmt.Fprintln(w)
+	for _, e := range st.LastReload.Errors {
+		fmt.Fprintf(w, "  reload error: %s\n", e)
+	}
+	for _, warn := range st.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
+	fmt.Fprintln(w)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE")
+	if len(st.Members) == 0 {
+		fmt.Fprintln(tw, "-\t-\tno mesh")
+	}
+	for _, m := range st.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Name, m.Address, m.State)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "POOL\tSITE\tADDRESS\tVERDICT\tDRAINED\tVOTES\tREASON")
+	for _, p := range st.Pools {
+		for _, s := range p.Sites {
+			if len(s.Addresses) == 0 {
+				fmt.Fprintf(tw, "%s\t%s\t-\t-\t%s\t-\t-\n", p.Name, s.Name, siteDrain(s))
+			}
+			for _, a := range s.Addresses {
+				drained := "-"
+				switch {
+				case s.Drained:
+					drained = siteDrain(s)
+				case a.Drained:
+					drained = "yes"
+				}
+				reason := a.Reason
+				if reason == "" {
+					reason = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, s.Name, a.Address, a.Verdict, drained, votesString(a.Votes), reason)
+			}
+		}
+	}
+	tw.Flush()
+	if len(st.Drains) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "DRAINS (mesh-wide)")
+		for _, d := range st.Drains {
+			fmt.Fprintf(w, "  %s\n", drainName(d.Pool, d.Site, d.Addr))
+		}
+	}
+}
+
+func siteDrain(s admin.SiteStatus) string {
+	if !s.Drained {
+		return "-"
+	}
+	return "site (" + s.DrainedBy + ")"
+}
+
+// votesString is "ns1=up ns2=down", sorted by monitor; "-" without votes.
+func votesString(v map[string]string) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	names := make([]string, 0, len(v))
+	for n := range v {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for i, n := range names {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(n + "=" + v[n])
+	}
+	return b.String()
+}
+
+func drainName(pool, site string, addr netip.Addr) string {
+	if addr.IsValid() {
+		return pool + "/" + site + "/" + addr.String()
+	}
+	return pool + "/" + site
+}
+
+// cmdDrain: gslbd drain|undrain POOL SITE[/ADDRESS] [-admin URL].
+func cmdDrain(args []string, on bool, stdout, stderr io.Writer) int {
+	name := "drain"
+	if !on {
+		name = "undrain"
+	}
+	var cf clientFlags
+	fs := newFlagSet(name, "gslbd "+name+" POOL SITE[/ADDRESS] [-admin URL] [-token-file FILE] [-json]", stderr)
+	cf.register(fs)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return parseFailed(err)
+	}
+	if len(pos) != 2 {
+		return usageError(stderr, fs, "want POOL and SITE[/ADDRESS], got %d arguments", len(pos))
+	}
+	pool, site := pos[0], pos[1]
+	var addr netip.Addr
+	if s, a, ok := strings.Cut(site, "/"); ok {
+		site = s
+		if addr, err = netip.ParseAddr(a); err != nil {
+			return usageError(stderr, fs, "invalid address %q in %q: want SITE/ADDRESS with an IPv4 or IPv6 address", a, pos[1])
+		}
+	}
+	if pool == "" || site == "" {
+		return usageError(stderr, fs, "pool and site must not be empty")
+	}
+	c, err := cf.client()
+	if err != nil {
+		fmt.Fprintf(stderr, "gslbd %s: %v\n", name, err)
+		return exitFail
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+	defer cancel()
+	res, err := c.Drain(ctx, pool, site, addr, on)
+	if err != nil {
+		return apiFailed(stderr, name, c, err)
+	}
+	if cf.json {
+		printJSON(stdout, res)
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "%sed %s mesh-wide\n", name, drainName(res.Pool, res.Site, res.Address))
+	return exitOK
+}
+
+// cmdExplain: gslbd explain NAME [TYPE] -client IP [-ecs BITS]
+// [-admin URL | -config FILE]. With -config it answers from the files alone
+// (every address up, only config drains); otherwise it asks the node, which
+// knows the live verdicts and drains.
+func cmdExplain(args []string, stdout, stderr io.Writer) int {
+	var cf clientFlags
+	fs := newFlagSet("explain", "gslbd explain NAME [TYPE] -client IP [-ecs BITS] [-admin URL | -config FILE] [-json]", stderr)
+	cf.register(fs)
+	clientS := fs.String("client", "", "client `IP` address to explain the answer for (required)")
+	ecs := fs.Int("ecs", -1, "treat the client as an EDNS Client Subnet with this source prefix length (`BITS`)")
+	config := fs.String("config", "", "explain offline from this node config `FILE` instead of asking a node")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return parseFailed(err)
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		return usageError(stderr, fs, "want NAME and optionally TYPE, got %d arguments", len(pos))
+	}
+	qname, qtypeS := pos[0], "A"
+	if len(pos) == 2 {
+		qtypeS = pos[1]
+	}
+	qtype, err := admin.ParseType(qtypeS)
+	if err != nil {
+		return usageError(stderr, fs, "%v", err)
+	}
+	if *clientS == "" {
+		return usageError(stderr, fs, "-client IP is required")
+	}
+	client, err := netip.ParseAddr(*clientS)
+	if err != nil {
+		return usageError(stderr, fs, "invalid -client %q: want an IPv4 or IPv6 address", *clientS)
+	}
+	client = client.Unmap()
+	if *ecs < -1 || *ecs > client.BitLen() {
+		return usageError(stderr, fs, "invalid -ecs %d: want 0..%d", *ecs, client.BitLen())
+	}
+	adminSet := false
+	fs.Visit(func(f *flag.Flag) { adminSet = adminSet || f.Name == "admin" })
+	if *config != "" && adminSet {
+		return usageError(stderr, fs, "-admin and -config exclude each other")
+	}
+
+	var tr *zones.Trace
+	if *config != "" {
+		cfg, err := zones.LoadNodeConfig(*config)
+		if err == nil {
+			var snap *zones.Snapshot
+			if snap, err = zones.Load(cfg); err == nil {
+				tr, err = zones.NewView(snap, nil).ExplainName(qname, qtype, client, *ecs)
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "gslbd explain: %v\n", err)
+			return exitFail
+		}
+	} else {
+		c, err := cf.client()
+		if err != nil {
+			fmt.Fprintf(stderr, "gslbd explain: %v\n", err)
+			return exitFail
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+		defer cancel()
+		if tr, err = c.Explain(ctx, qname, strings.ToUpper(qtypeS), client, *ecs); err != nil {
+			return apiFailed(stderr, "explain", c, err)
+		}
+	}
+	if cf.json {
+		printJSON(stdout, tr)
+		return exitOK
+	}
+	printTrace(stdout, tr)
+	return exitOK
+}
+
+// printTrace writes a trace step by step, in the order the server decides:
+// name lookup, client location, per pool the addresses, the site order and
+// what was taken, then the answer and its ECS scope.
+func printTrace(w io.Writer, t *zones.Trace) {
+	fmt.Fprintf(w, "query    %s %s\n", t.Name, t.Type)
+	client := t.Client.Address + " (" + t.Client.Source
+	if t.Client.SourcePrefix != nil {
+		client += fmt.Sprintf(", source prefix /%d", *t.Client.SourcePrefix)
+	}
+	fmt.Fprintf(w, "client   %s)\n", client)
+	if t.Zone != "" {
+		owner := t.Owner
+		if t.Wildcard {
+			owner += " (wildcard)"
+		}
+		fmt.Fprintf(w, "zone     %s", t.Zone)
+		if owner != "" {
+			fmt.Fprintf(w, "  owner %s", owner)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, c := range t.CNAMEs {
+		fmt.Fprintf(w, "cname    %s\n", oneSpaced(c))
+	}
+	if l := t.Location; l != nil {
+		var parts []string
+		for _, p := range []string{l.Country, l.Continent} {
+			if p != "" {
+				parts = append(parts, p)
+			}
+		}
+		if l.Lat != nil && l.Lon != nil {
+			parts = append(parts, strconv.FormatFloat(*l.Lat, 'f', 2, 64)+","+strconv.FormatFloat(*l.Lon, 'f', 2, 64))
+		}
+		if len(parts) == 0 {
+			parts = append(parts, "unknown")
+		}
+		fmt.Fprintf(w, "location %s (%s", strings.Join(parts, " "), l.Source)
+		if l.Network != "" {
+			fmt.Fprintf(w, ", network %s", l.Network)
+		}
+		fmt.Fprintln(w, ")")
+	}
+	for _, n := range t.Notes {
+		fmt.Fprintf(w, "note     %s\n", n)
+	}
+	for _, p := range t.Pools {
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "pool %s: policy %s, %s, ttl %d, affinity %s", p.Pool, p.Policy, plural(p.Answers, "answer"), p.TTL, p.Affinity)
+		if p.AffinityNet != "" {
+			fmt.Fprintf(w, " (%s)", p.AffinityNet)
+		}
+		fmt.Fprintf(w, ", %s\n", p.Family)
+		if p.Note != "" {
+			fmt.Fprintf(w, "  %s\n", p.Note)
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  SITE\tADDRESS\tSTATE\tWHY")
+		for _, a := range p.Addresses {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a.Site, a.Address, a.State, a.Why)
+		}
+		tw.Flush()
+		if len(p.Sites) > 0 {
+			fmt.Fprintln(w, "  site order:")
+			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			for _, s := range p.Sites {
+				pos := strconv.Itoa(s.Position) + "."
+				if s.Skipped {
+					pos = "-"
+				}
+				taken := ""
+				if len(s.Taken) > 0 {
+					taken = "→ " + strings.Join(s.Taken, " ")
+					if s.How != "" {
+						taken += " (" + s.How + ")"
+					}
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d eligible\t%s\n", pos, s.Site, s.Reason, s.Eligible, taken)
+			}
+			tw.Flush()
+		}
+		if p.AllDown != "" {
+			fmt.Fprintf(w, "  all down: %s\n", p.AllDown)
+		}
+	}
+	fmt.Fprintln(w)
+	for _, s := range t.Static {
+		fmt.Fprintf(w, "record   %s\n", oneSpaced(s))
+	}
+	answer := strings.Join(t.Answer, " ")
+	switch {
+	case t.NoData:
+		answer = "(no data)"
+	case answer == "" && len(t.Static) > 0:
+		answer = "(the records above)"
+	case answer == "":
+		answer = "(empty)"
+	}
+	fmt.Fprintf(w, "answer   %s %s", t.Rcode, answer)
+	if len(t.Answer) > 0 {
+		fmt.Fprintf(w, "  ttl %d", t.TTL)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "scope    /%d", t.Scope)
+	if t.ScopeWhy != "" {
+		fmt.Fprintf(w, "  %s", t.ScopeWhy)
+	}
+	fmt.Fprintln(w)
+}
+
+// oneSpaced turns the tabs of an RR's presentation format into single
+// spaces, so records do not break the column layout.
+func oneSpaced(rr string) string { return strings.Join(strings.Fields(rr), " ") }
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
+}
+
+// keyBytes is the size of a mesh key: memberlist takes 16, 24 or 32 bytes
+// (AES-128/192/256); we make AES-256 keys.
+const keyBytes = 32
+
+// cmdKeygen: gslbd keygen [-json]. Prints a new random mesh key, base64.
+func cmdKeygen(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("keygen", "gslbd keygen [-json]", stderr)
+	asJSON := fs.Bool("json", false, `print {"key": "..."} instead of the bare key`)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return parseFailed(err)
+	}
+	if len(pos) > 0 {
+		return usageError(stderr, fs, "unexpected argument %q", pos[0])
+	}
+	key := make([]byte, keyBytes)
+	rand.Read(key) // never fails (crypto/rand, Go 1.24+)
+	enc := base64.StdEncoding.EncodeToString(key)
+	if *asJSON {
+		printJSON(stdout, map[string]string{"key": enc})
+		return exitOK
+	}
+	fmt.Fprintln(stdout, enc)
+	return exitOK
+}
