@@ -33,16 +33,19 @@ func TestFullDatabase(t *testing.T) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu0 := cpuTime()
 	db, err := Open(path, nil)
+	cpu := cpuTime() - cpu0
 	if err != nil {
 		t.Fatal(err)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	info := db.Info()
-	t.Logf("type %s built %s: %d networks, %d locations, %d ranges, open %v, heap +%.1f MiB (table estimate %.1f MiB)",
+	t.Logf("type %s built %s: %d networks, %d locations, %d ranges, open %v (CPU %v), heap +%.1f MiB (table estimate %.1f MiB)",
 		info.Type, info.BuildTime.Format("2006-01-02"), info.Networks, info.Locations, info.Ranges,
-		info.LoadDuration, float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), float64(info.TableBytes)/(1<<20))
+		info.LoadDuration, cpu, float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), float64(info.TableBytes)/(1<<20))
+	runtime.KeepAlive(db)
 
 	r, err := maxminddb.Open(path)
 	if err != nil {
@@ -87,11 +90,13 @@ func TestFullDatabase(t *testing.T) {
 func BenchmarkOpenFull(b *testing.B) {
 	path := fullDB(b)
 	b.ReportAllocs()
+	cpu0 := cpuTime()
 	for b.Loop() {
 		if _, err := Open(path, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e9, "cpu-s/op")
 }
 
 func BenchmarkLookupFull(b *testing.B) {
@@ -112,9 +117,11 @@ func BenchmarkReaderFull(b *testing.B) {
 	addrs := randomAddrs(1 << 16)
 	b.ReportAllocs()
 	i := 0
+	cpu0 := cpuTime()
 	for b.Loop() {
 		res := r.Lookup(addrs[i&(len(addrs)-1)])
 		_ = res.Offset()
 		i++
 	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }

@@ -14,13 +14,10 @@ package geo
 //go:generate go run ../testdata/geo/gen -out ../testdata/geo
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"time"
-
-	"github.com/oschwald/maxminddb-golang/v2"
 )
 
 // Source says where a Location came from.
@@ -341,126 +338,4 @@ func Open(path string, overrides []Override) (*DB, error) {
 	db.info.TableBytes = 8*len(db.v4) + 24*len(db.v6) + db.ix4.bytes() + db.ix6.bytes() + len(db.locs)*64
 	db.info.LoadDuration = time.Since(t0)
 	return db, nil
-}
-
-// walk reads every network of the database at path into the run lists.
-func (db *DB) walk(path string, b *builder, v4, v6 *runList) (err error) {
-	r, err := maxminddb.Open(path)
-	if err != nil {
-		return fmt.Errorf("geo: open %s: %w", path, err)
-	}
-	defer func() {
-		if cerr := r.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("geo: close %s: %w", path, cerr)
-		}
-	}()
-	md := r.Metadata
-	if !supportedType(md.DatabaseType) {
-		return fmt.Errorf("geo: open %s: database type %q has no city or country records (want a GeoIP2/GeoLite2 City or Country or a DB-IP City/Country Lite database)", path, md.DatabaseType)
-	}
-	db.info.Type = md.DatabaseType
-	db.info.BuildTime = md.BuildTime()
-	db.info.IPVersion = int(md.IPVersion)
-
-	// Gaps in the IPv6 walk are the subtrees the reader skips because
-	// they alias the IPv4 subtree (and the IPv4 subtree itself, which
-	// the walk reports as IPv4 networks). In an IPv4-only database the
-	// IPv6 space is simply unknown.
-	gap6 := func(s, e u128) {
-		if md.IPVersion != 6 {
-			v6.add(s, e, 0)
-			return
-		}
-		alignedPrefixes(s, e, func(start u128, bits int) {
-			_, last := prefixRange(start, bits, 128)
-			if bits > 96 {
-				v6.add(start, last, 0)
-				return
-			}
-			db.aliases = append(db.aliases, uint8(bits))
-			v6.add(start, last, aliasFlag|uint32(len(db.aliases)-1))
-		})
-	}
-
-	// Neighbouring networks mostly share a record, so the last offset is
-	// checked before the map.
-	byOffset := make(map[uintptr]uint32, md.NodeCount/16)
-	lastOff, lastID := ^uintptr(0), uint32(0)
-	v4.runs = make([]run, 0, md.NodeCount/4)
-	v6.runs = make([]run, 0, md.NodeCount/4)
-	for res := range r.Networks(maxminddb.IncludeNetworksWithoutData()) {
-		if err := res.Err(); err != nil {
-			return fmt.Errorf("geo: read %s: %w", path, err)
-		}
-		id := uint32(0)
-		if res.Found() {
-			db.info.Networks++
-			off := res.Offset()
-			var ok bool
-			if off == lastOff {
-				id = lastID
-			} else if id, ok = byOffset[off]; !ok {
-				var rec record
-				if err := res.Decode(&rec); err != nil {
-					return fmt.Errorf("geo: read %s: record of %v: %w", path, res.Prefix(), err)
-				}
-				k := locKey{
-					country:   strings.ToUpper(rec.Country.ISOCode),
-					continent: strings.ToUpper(rec.Continent.Code),
-					source:    SourceDatabase,
-				}
-				if rec.Location.Latitude != nil && rec.Location.Longitude != nil {
-					k.lat, k.lon, k.hasCoords = *rec.Location.Latitude, *rec.Location.Longitude, true
-				}
-				id = b.location(k)
-				byOffset[off] = id
-			}
-			lastOff, lastID = off, id
-		}
-		p := res.Prefix()
-		if p.Addr().Is4() {
-			a := p.Addr().As4()
-			s, e := prefixRange(u128{0, uint64(a[0])<<24 | uint64(a[1])<<16 | uint64(a[2])<<8 | uint64(a[3])}, p.Bits(), 32)
-			if v4.done || s != v4.next {
-				return fmt.Errorf("geo: read %s: network %v out of order", path, p)
-			}
-			v4.add(s, e, id)
-			continue
-		}
-		s, e := prefixRange(u128From16(p.Addr().As16()), p.Bits(), 128)
-		if v6.done || s.less(v6.next) {
-			return fmt.Errorf("geo: read %s: network %v out of order", path, p)
-		}
-		if s != v6.next {
-			gap6(v6.next, s.sub1())
-		}
-		if s == (u128{}) && !e.less(u128{0, 1<<32 - 1}) && len(v4.runs) == 0 {
-			// An IPv6 network containing the whole IPv4 subtree (a
-			// database without one) answers for IPv4 too.
-			v4.add(u128{}, v4.spaceMax(), id)
-		}
-		v6.add(s, e, id)
-	}
-	if !v6.done {
-		gap6(v6.next, maxU128)
-	}
-	if !v4.done {
-		if len(v4.runs) > 0 {
-			return fmt.Errorf("geo: read %s: walk ended at %v", path, v4.next)
-		}
-		v4.add(v4.next, v4.spaceMax(), 0)
-	}
-	if db.info.Networks == 0 {
-		return fmt.Errorf("geo: read %s: %w", path, errors.New("database has no networks with data"))
-	}
-	return nil
-}
-
-func supportedType(t string) bool {
-	for _, s := range []string{"City", "Country", "Enterprise", "DBIP-Location"} {
-		if strings.Contains(t, s) {
-			return true
-		}
-	}
-	return false
 }

@@ -1,46 +1,50 @@
 package geo
 
+import "math/bits"
+
 // index narrows a binary search over sorted range starts to a few
 // entries, so that a lookup touches three or four cache lines instead of
 // the twenty levels of a search over millions of ranges (or of the
 // database's own bit-by-bit tree). Level 1 splits the space by the top 16
 // bits of the address; a level-1 bucket holding many ranges (the busy
 // /16s of IPv4, and 2001::/16, 2a02::/16, … of IPv6) gets a level-2 table
-// over the next l2bits bits.
+// over just enough of the next bits to leave about two ranges per slot,
+// which keeps the index near 4 bytes per range.
 type index struct {
-	l1     []idxEntry // 1<<16 + 1 entries
-	l2     []uint32
-	l2bits uint
+	l1 []idxEntry // 1<<16 + 1 entries
+	l2 []uint32
 }
 
 type idxEntry struct {
 	first uint32 // first range whose start is in this bucket or later
-	sub   int32  // offset of the bucket's level-2 table in l2, or -1
+	sub   uint32 // offset of the level-2 table in l2 << 4 | its bits; 0: none
 }
 
 // heavyBucket is the number of ranges above which a level-1 bucket gets a
 // level-2 table; below it a binary search stays within a few cache lines.
-const heavyBucket = 16
+const heavyBucket = 8
 
-// newIndex indexes n sorted starts whose top 64 bits top(i) returns.
-func newIndex(n int, top func(i int) uint64, l2bits uint) index {
-	ix := index{l1: make([]idxEntry, 1<<16+1), l2bits: l2bits}
+// newIndex indexes n sorted starts whose top 64 bits top(i) returns;
+// level-2 tables use at most maxBits bits.
+func newIndex(n int, top func(i int) uint64, maxBits int) index {
+	ix := index{l1: make([]idxEntry, 1<<16+1)}
 	k := 0
 	for b := range 1<<16 + 1 {
 		for k < n && top(k)>>48 < uint64(b) {
 			k++
 		}
-		ix.l1[b] = idxEntry{first: uint32(k), sub: -1}
+		ix.l1[b] = idxEntry{first: uint32(k)}
 	}
 	for b := range 1 << 16 {
 		lo, hi := int(ix.l1[b].first), int(ix.l1[b+1].first)
 		if hi-lo <= heavyBucket {
 			continue
 		}
-		ix.l1[b].sub = int32(len(ix.l2))
+		nb := uint(min(bits.Len(uint(hi-lo)/2), maxBits))
+		ix.l1[b].sub = uint32(len(ix.l2))<<4 | uint32(nb)
 		k := lo
-		for j := range uint64(1) << l2bits {
-			bound := uint64(b)<<48 | j<<(48-l2bits)
+		for j := range uint64(1) << nb {
+			bound := uint64(b)<<48 | j<<(48-nb)
 			for k < hi && top(k) < bound {
 				k++
 			}
@@ -48,6 +52,7 @@ func newIndex(n int, top func(i int) uint64, l2bits uint) index {
 		}
 		ix.l2 = append(ix.l2, uint32(hi))
 	}
+	ix.l2 = ix.l2[:len(ix.l2):len(ix.l2)]
 	return ix
 }
 
@@ -56,14 +61,14 @@ func newIndex(n int, top func(i int) uint64, l2bits uint) index {
 func (ix *index) bounds(top uint64) (lo, hi int) {
 	b := top >> 48
 	e := ix.l1[b]
-	if e.sub < 0 {
+	if nb := uint(e.sub & 15); nb == 0 {
 		lo, hi = int(e.first), int(ix.l1[b+1].first)
 	} else {
-		j := int(e.sub) + int(top>>(48-ix.l2bits)&(1<<ix.l2bits-1))
+		j := int(e.sub>>4) + int(top>>(48-nb)&(1<<nb-1))
 		lo, hi = int(ix.l2[j]), int(ix.l2[j+1])
 	}
 	if lo > 0 {
-		lo-- // the range containing the bucket's first address starts before it
+		lo-- // the range containing the slot's first address starts before it
 	}
 	return lo, hi
 }

@@ -1,6 +1,9 @@
 package geo
 
-import "math/bits"
+import (
+	"math/bits"
+	"net/netip"
+)
 
 // u128 is a 128-bit unsigned integer, big-endian in meaning: hi holds the
 // first 64 bits of an IPv6 address. The table builder does its range
@@ -102,3 +105,5 @@ func prefixBits(a, s, e u128, w int) int {
 	}
 	return max(l1, l2, 128-w) - (128 - w)
 }
+
+func netipFrom(a u128) netip.Addr { return netip.AddrFrom16(a.bytes16()) }
