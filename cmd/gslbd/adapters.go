@@ -1,0 +1,66 @@
+package main
+
+import (
+	"net/netip"
+
+	"gslbd/admin"
+	"gslbd/cluster"
+	"gslbd/healthmon"
+	"gslbd/zones"
+)
+
+// The admin package defines what it needs from the mesh and the monitor;
+// these adapters translate, so neither side imports the other.
+
+type meshAdapter struct{ m *cluster.Mesh }
+
+var _ admin.Mesh = meshAdapter{}
+
+func (a meshAdapter) Members() []admin.Member {
+	ms := a.m.Members()
+	out := make([]admin.Member, len(ms))
+	for i, m := range ms {
+		out[i] = admin.Member{Name: m.Name, Address: m.Addr, State: m.State}
+	}
+	return out
+}
+
+func (a meshAdapter) Votes(key string) map[string]bool { return a.m.Votes(key) }
+
+func (a meshAdapter) Drain(pool, site string, addr netip.Addr, on bool) error {
+	return a.m.Drain(pool, site, addr, on)
+}
+
+func (a meshAdapter) Drains() []admin.Drain {
+	ds := a.m.Drains()
+	out := make([]admin.Drain, len(ds))
+	for i, d := range ds {
+		out[i] = admin.Drain{Pool: d.Pool, Site: d.Site, Addr: d.Addr}
+	}
+	return out
+}
+
+type monitorAdapter struct{ m *healthmon.Monitor }
+
+var _ admin.Monitor = monitorAdapter{}
+
+func (a monitorAdapter) Probes() map[string]admin.ProbeState {
+	states := a.m.States()
+	out := make(map[string]admin.ProbeState, len(states))
+	for _, s := range states {
+		reason := s.Reason
+		if s.Up && s.Decided {
+			reason = "ok"
+		}
+		out[s.Key] = admin.ProbeState{Up: s.Up, Reason: reason, Latency: s.Latency, At: s.LastProbe}
+	}
+	return out
+}
+
+// querySample is the share of queries the DNS server logs.
+func querySample(l zones.LogSection) float64 {
+	if !l.Queries {
+		return 0
+	}
+	return l.SampleRate
+}

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// The end-to-end tests run `gslbd serve` as a process, as users do.
+
+const e2eZone = `origin = "gslb.test."
+ttl = 300
+nameservers = ["ns1.gslb.test."]
+
+[soa]
+rname = "hostmaster.gslb.test."
+
+[records.ns1]
+A = ["127.0.0.53"]
+
+[records.www]
+pool = "web"
+
+[records.static]
+A = ["192.0.2.1"]
+`
+
+const e2ePools = `[web]
+policy = "geo"
+answers = 1
+
+[[web.sites]]
+name = "fra"
+lat = 50.11
+lon = 8.68
+countries = ["DE"]
+continents = ["EU"]
+addresses = ["192.0.2.10", "2001:db8:10::1"]
+
+[[web.sites]]
+name = "iad"
+lat = 38.95
+lon = -77.45
+countries = ["US"]
+continents = ["NA"]
+addresses = ["198.51.100.10", "2001:db8:20::1"]
+
+[[web.sites]]
+name = "sin"
+lat = 1.35
+lon = 103.82
+continents = ["AS"]
+addresses = ["203.0.113.10", "2001:db8:30::1"]
+`
+
+// geoDBPath is the committed test database (testdata/geo/README.md).
+func geoDBPath(t testing.TB) string {
+	t.Helper()
+	p, err := filepath.Abs("../../testdata/geo/city.mmdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("test GeoIP database: %v", err)
+	}
+	return p
+}
+
+func e2eNode(t *testing.T, name string, join []string) *testNode {
+	return newTestNode(t, name, nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": e2ePools},
+		fmt.Sprintf("[geo]\ncity_db = %q\n", geoDBPath(t)), join)
+}
+
+func TestServeAnswersAndExitsCleanly(t *testing.T) {
+	n := e2eNode(t, "e2e", nil)
+	n.Start()
+
+	for _, tc := range []struct {
+		subnet string
+		qtype  uint16
+		want   string
+	}{
+		{"127.0.1.0/24", dns.TypeA, "192.0.2.10"},
+		{"127.0.2.0/24", dns.TypeA, "198.51.100.10"},
+		{"127.0.3.0/24", dns.TypeA, "203.0.113.10"},
+		{"127.0.2.0/24", dns.TypeAAAA, "2001:db8:20::1"},
+	} {
+		r := exchange(t, n.DNS, "www.gslb.test.", tc.qtype, tc.subnet)
+		if got := answerAddrs(r); !slices.Equal(got, []string{tc.want}) || !r.Authoritative {
+			t.Errorf("www %s from %s: got %v (aa=%v), want [%s]", dns.TypeToString[tc.qtype], tc.subnet, got, r.Authoritative, tc.want)
+		}
+	}
+	if r := exchange(t, n.DNS, "nope.gslb.test.", dns.TypeA, ""); r.Rcode != dns.RcodeNameError {
+		t.Errorf("nope: rcode %s, want NXDOMAIN", dns.RcodeToString[r.Rcode])
+	}
+	if r := exchange(t, n.DNS, "example.org.", dns.TypeA, ""); r.Rcode != dns.RcodeRefused {
+		t.Errorf("outside: rcode %s, want REFUSED", dns.RcodeToString[r.Rcode])
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatalf("SIGTERM: serve exited with %v, want 0", err)
+	}
+}
+
+func TestReloadKeepsServingOnError(t *testing.T) {
+	n := e2eNode(t, "reload", nil)
+	n.Start()
+	static := func() []string { return answerAddrs(exchange(t, n.DNS, "static.gslb.test.", dns.TypeA, "")) }
+	if got := static(); !slices.Equal(got, []string{"192.0.2.1"}) {
+		t.Fatalf("static before reload: %v", got)
+	}
+
+	writeFile(t, filepath.Join(n.Dir, "zones/test.toml"), strings.Replace(e2eZone, `pool = "web"`, `pool = "nope"`, 1))
+	n.Signal(syscall.SIGHUP)
+	eventually(t, 10*time.Second, "reload failure shows in the log", func() bool {
+		return strings.Contains(n.logBuf.String(), "reload failed")
+	})
+	if got := static(); !slices.Equal(got, []string{"192.0.2.1"}) {
+		t.Fatalf("after a failed reload: %v, want the old answer", got)
+	}
+
+	writeFile(t, filepath.Join(n.Dir, "zones/test.toml"), strings.Replace(e2eZone, "192.0.2.1", "192.0.2.2", 1))
+	n.Signal(syscall.SIGHUP)
+	eventually(t, 10*time.Second, "good reload is served", func() bool {
+		return slices.Equal(static(), []string{"192.0.2.2"})
+	})
+}
+
+func TestCheckCommand(t *testing.T) {
+	bin := gslbdBinary(t)
+	out, err := exec.Command(bin, "check", "-config", "../../testdata/example/gslbd.toml").CombinedOutput()
+	if err != nil {
+		t.Fatalf("check on the example: %v\n%s", err, out)
+	}
+	for _, want := range []string{"zones/gslb.example.com.toml", "zones/gslb.example.org.toml", "pools/pools.toml"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("check output does not name %s:\n%s", want, out)
+		}
+	}
+
+	n := newTestNode(t, "bad", nodeFiles{
+		"zones/test.toml": strings.Replace(e2eZone, `pool = "web"`, `pool = "wbe"`, 1),
+		"pools/web.toml":  strings.Replace(e2ePools, `answers = 1`, "answers = 1\nbogus = 3", 1),
+	}, "", nil)
+	cmd := exec.Command(bin, "check", "-config", filepath.Join(n.Dir, "gslbd.toml"))
+	out, err = cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Fatalf("check on a broken config: exit %d (%v), want 1\n%s", code, err, out)
+	}
+	for _, want := range []string{"zones/test.toml:12:", `"wbe"`, "pools/web.toml:4:", "bogus"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("check errors lack %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestThroughUnbound checks the user's path: a real recursive resolver
+// (unbound) with a stub-zone for our zone, queried with the real dig, sends
+// the client's subnet to gslbd (ECS), and the client gets its nearest site.
+// unbound talks only to loopback: the root is forwarded to a closed port.
+func TestThroughUnbound(t *testing.T) {
+	unbound := requireTool(t, "unbound")
+	dig := requireTool(t, "dig")
+	n := e2eNode(t, "behind-unbound", nil)
+	n.Start()
+
+	dir := t.TempDir()
+	port := freePort(t, "127.0.0.1", true)
+	_, gslbdPort, _ := net.SplitHostPort(n.DNS)
+	conf := fmt.Sprintf(`server:
+	interface: 127.0.0.1@%d
+	port: %d
+	access-control: 127.0.0.0/8 allow
+	do-daemonize: no
+	use-syslog: no
+	logfile: ""
+	chroot: ""
+	username: ""
+	directory: %q
+	pidfile: %q
+	verbosity: 1
+	# test. is a special-use name unbound answers itself unless told not to.
+	local-zone: "test." nodefault
+	do-ip6: no
+	do-not-query-localhost: no
+	module-config: "subnetcache iterator"
+	send-client-subnet: 127.0.0.1
+	max-client-subnet-ipv4: 24
+	qname-minimisation: no
+	harden-referral-path: no
+	target-fetch-policy: "0 0 0 0 0"
+stub-zone:
+	name: "gslb.test."
+	stub-addr: 127.0.0.1@%s
+forward-zone:
+	name: "."
+	forward-addr: 127.0.0.1@1
+remote-control:
+	control-enable: no
+`, port, port, dir, filepath.Join(dir, "unbound.pid"), gslbdPort)
+	confPath := filepath.Join(dir, "unbound.conf")
+	writeFile(t, confPath, conf)
+	ctx, cancel := context.WithCancel(context.Background())
+	ub := exec.CommandContext(ctx, unbound, "-d", "-c", confPath)
+	ubLog := &syncBuffer{}
+	ub.Stdout, ub.Stderr = ubLog, ubLog
+	if err := ub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = ub.Wait()
+		if t.Failed() {
+			t.Logf("unbound log:\n%s", tail(ubLog.String(), 40))
+		}
+	})
+
+	digFrom := func(src string) string {
+		out, err := exec.Command(dig, "@127.0.0.1", "-p", fmt.Sprint(port), "-b", src, "+short", "+tries=1", "+time=2",
+			"www.gslb.test", "A").CombinedOutput()
+		if err != nil {
+			return "error: " + err.Error() + ": " + string(out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	var got string
+	eventually(t, 15*time.Second, "unbound answers", func() bool {
+		got = digFrom("127.0.1.7")
+		return got == "192.0.2.10"
+	})
+	for src, want := range map[string]string{"127.0.2.7": "198.51.100.10", "127.0.3.7": "203.0.113.10"} {
+		if got := digFrom(src); got != want {
+			t.Errorf("dig via unbound from %s: %q, want %q", src, got, want)
+		}
+	}
+}
+
+// requireTool finds a binary the test needs. A missing tool fails the test:
+// CI installs them, and a skipped end-to-end test proves nothing.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	for _, dir := range []string{"", "/usr/sbin/", "/usr/bin/"} {
+		if p, err := exec.LookPath(dir + name); err == nil {
+			return p
+		}
+	}
+	pkg := map[string]string{"dig": "dnsutils"}[name]
+	if pkg == "" {
+		pkg = name
+	}
+	t.Fatalf("%s is not installed (Debian: apt-get install -y %s); .ci/run installs it", name, pkg)
+	return ""
+}

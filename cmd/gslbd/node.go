@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"gslbd/admin"
+	"gslbd/cluster"
+	"gslbd/dnsserver"
+	"gslbd/healthmon"
+	"gslbd/zones"
+)
+
+// node is one running gslbd: it owns the components and is the only place
+// that builds and publishes views, so a view never mixes a new snapshot
+// with old verdicts or the other way round.
+type node struct {
+	path string
+	log  *slog.Logger
+	reg  *prometheus.Registry
+
+	mesh  *cluster.Mesh
+	mon   *healthmon.Monitor // nil when health.probe = false
+	dns   *dnsserver.Server  // nil when dns.listen = []
+	admin *admin.Server      // nil when admin.listen = ""
+
+	mu   sync.Mutex // serialises reload and publish
+	snap *zones.Snapshot
+	view atomic.Pointer[zones.View]
+}
+
+func newNode(path string, log *slog.Logger) (*node, error) {
+	cfg, err := zones.LoadNodeConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := zones.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range snap.Warnings {
+		log.Warn("config", "warning", w)
+	}
+	n := &node{path: path, log: log, reg: prometheus.NewRegistry(), snap: snap}
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var key []byte
+	if cfg.Cluster.SecretFile != "" {
+		if key, err = readKey(cfg.Cluster.SecretFile); err != nil {
+			return nil, err
+		}
+	}
+	n.mesh, err = cluster.New(cluster.Options{
+		Name:       cfg.Node.Name,
+		Bind:       cfg.Cluster.Bind,
+		Advertise:  cfg.Cluster.Advertise,
+		Join:       cfg.Cluster.Join,
+		Profile:    cfg.Cluster.Profile,
+		SecretKey:  key,
+		Label:      cfg.Cluster.Label,
+		Monitor:    cfg.Health.Probe,
+		Logger:     log,
+		Registerer: n.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Health.Probe {
+		n.mon = healthmon.New(healthmon.Options{
+			Node:       cfg.Node.Name,
+			Version:    version,
+			Logger:     log,
+			Registerer: n.reg,
+			Report:     func(r healthmon.Report) { n.mesh.SetLocal(r.Key, r.Up, r.Reason) },
+		})
+	}
+	if len(cfg.DNS.Listen) > 0 {
+		n.dns = dnsserver.New(dnsserver.Config{
+			Listen:         cfg.DNS.Listen,
+			UDPSize:        cfg.DNS.UDPSize,
+			TCPIdleTimeout: cfg.DNS.TCPIdleTimeout.Duration,
+			MaxTCPConns:    cfg.DNS.MaxTCPConns,
+			QueryLogSample: querySample(cfg.Log),
+		}, log, n.reg)
+	}
+	if cfg.Admin.Listen != "" {
+		var token string
+		if cfg.Admin.TokenFile != "" {
+			b, err := os.ReadFile(cfg.Admin.TokenFile)
+			if err != nil {
+				return nil, fmt.Errorf("read admin token: %w", err)
+			}
+			token = strings.TrimSpace(string(b))
+		}
+		opts := admin.Options{
+			Listen:     cfg.Admin.Listen,
+			Token:      token,
+			NodeName:   cfg.Node.Name,
+			Version:    version,
+			Logger:     log,
+			Gatherer:   n.reg,
+			Registerer: n.reg,
+			Source:     n,
+			Mesh:       meshAdapter{n.mesh},
+			Reload:     n.reload,
+		}
+		if n.mon != nil {
+			opts.Monitor = monitorAdapter{n.mon}
+		}
+		n.admin = admin.New(opts)
+	}
+	return n, nil
+}
+
+// View is the view in force; admin reads it through this.
+func (n *node) View() *zones.View { return n.view.Load() }
+
+func readKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read mesh key: %w", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("read mesh key %s: not base64: %w", path, err)
+	}
+	if len(key) != 16 && len(key) != 24 && len(key) != 32 {
+		return nil, fmt.Errorf("read mesh key %s: %d bytes, want 32 (gslbd keygen makes one)", path, len(key))
+	}
+	return key, nil
+}
+
+// publish builds a view from the snapshot and the mesh's verdicts and hands
+// it to every reader. Callers hold n.mu.
+func (n *node) publish() {
+	v := zones.NewView(n.snap, n.mesh.Health())
+	n.view.Store(v)
+	if n.dns != nil {
+		n.dns.Publish(v)
+	}
+}
+
+// applyTargets tells the monitor and the mesh what the snapshot probes.
+func (n *node) applyTargets() {
+	intervals := make(map[string]time.Duration, len(n.snap.Targets))
+	for _, t := range n.snap.Targets {
+		intervals[t.Key] = t.Check.Interval
+	}
+	n.mesh.SetTargets(intervals)
+	if n.mon != nil {
+		n.mon.Update(n.snap.Targets)
+	}
+}
+
+// reload re-reads every file and swaps the new snapshot in only when all of
+// it is valid (SPEC §9).
+func (n *node) reload(ctx context.Context) error {
+	start := time.Now()
+	cfg, err := zones.LoadNodeConfig(n.path)
+	var snap *zones.Snapshot
+	if err == nil {
+		snap, err = zones.Load(cfg)
+	}
+	if err != nil {
+		n.log.Error("reload failed; keeping the running configuration", "errors", strings.Count(err.Error(), "\n")+1)
+		return err
+	}
+	n.mu.Lock()
+	n.snap = snap
+	n.applyTargets()
+	n.publish()
+	n.mu.Unlock()
+	for _, w := range snap.Warnings {
+		n.log.Warn("config", "warning", w)
+	}
+	n.log.Info("reloaded", "zones", len(snap.Zones), "pools", len(snap.PoolList), "targets", len(snap.Targets), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// run starts everything, serves until ctx ends, then shuts down in order:
+// stop probing, leave the mesh, stop DNS, stop admin.
+func (n *node) run(ctx context.Context, hup <-chan os.Signal) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// Join and merge the peers' state before DNS opens (SPEC §6).
+	if err := n.mesh.Start(ctx); err != nil {
+		return fmt.Errorf("start mesh: %w", err)
+	}
+	n.mu.Lock()
+	n.applyTargets()
+	n.publish()
+	n.mu.Unlock()
+
+	var wg sync.WaitGroup
+	monCtx, stopMon := context.WithCancel(context.Background())
+	defer stopMon()
+	if n.mon != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.mon.Run(monCtx); err != nil && !errors.Is(err, context.Canceled) {
+				n.log.Error("health monitor stopped", "err", err)
+			}
+		}()
+	}
+	var startErr error
+	if n.dns != nil {
+		if err := n.dns.Start(ctx); err != nil {
+			startErr = fmt.Errorf("start dns: %w", err)
+		}
+	}
+	if startErr == nil && n.admin != nil {
+		if err := n.admin.Start(ctx); err != nil {
+			startErr = fmt.Errorf("start admin: %w", err)
+		}
+	}
+	if startErr == nil {
+		n.log.Info("serving", "config", n.path, "zones", len(n.snap.Zones), "pools", len(n.snap.PoolList), "targets", len(n.snap.Targets))
+		n.loop(ctx, hup)
+	}
+	n.shutdown(stopMon, &wg)
+	return startErr
+}
+
+// loop republishes on every verdict or drain change and reloads on SIGHUP.
+func (n *node) loop(ctx context.Context, hup <-chan os.Signal) {
+	changes := n.mesh.Changes()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+			n.mu.Lock()
+			n.publish()
+			n.mu.Unlock()
+		case <-hup:
+			n.log.Info("SIGHUP: reloading")
+			if n.admin != nil {
+				_ = n.admin.Reload(ctx) // also keeps the reload metrics and status
+			} else {
+				_ = n.reload(ctx)
+			}
+		}
+	}
+}
+
+func (n *node) shutdown(stopMon context.CancelFunc, wg *sync.WaitGroup) {
+	n.log.Info("shutting down")
+	watchdog := time.AfterFunc(shutdownTimeout, func() {
+		n.log.Error("shutdown took too long; exiting", "err", errWatchdog)
+		os.Exit(exitFail)
+	})
+	defer watchdog.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+
+	stopMon()
+	wg.Wait()
+	if err := n.mesh.Leave(2 * time.Second); err != nil {
+		n.log.Warn("leave mesh", "err", err)
+	}
+	if err := n.mesh.Shutdown(); err != nil {
+		n.log.Warn("shutdown mesh", "err", err)
+	}
+	if n.dns != nil {
+		if err := n.dns.Shutdown(ctx); err != nil {
+			n.log.Warn("shutdown dns", "err", err)
+		}
+	}
+	if n.admin != nil {
+		if err := n.admin.Shutdown(ctx); err != nil {
+			n.log.Warn("shutdown admin", "err", err)
+		}
+	}
+}
