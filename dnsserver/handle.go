@@ -46,7 +46,8 @@ type query struct {
 // array (allocating only if dst has less capacity than the response may
 // need: 65535 bytes over TCP, the UDP limit otherwise) and returns it, or
 // returns nil when the packet is dropped without a reply. src is the
-// packet's source; tcp selects the TCP size limit (no truncation).
+// packet's source; tcp selects the TCP size limit (no truncation). dst
+// must not overlap pkt.
 //
 // It is safe for concurrent use and allocates nothing for well-formed
 // queries once warmed up.
@@ -87,8 +88,9 @@ func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
 		return s.finish(&w, &q, pkt, rc)
 	}
 	if q.edns && !tcp {
-		// RFC 6891 §6.2.5: below 512 means 512.
-		w.limit = min(max(int(q.udpSize), maxUDPNoEDNS), int(s.cfg.UDPSize))
+		// RFC 6891 §6.2.5: below 512 means 512. Never past the buffer a
+		// caller gave us.
+		w.limit = min(max(int(q.udpSize), maxUDPNoEDNS), int(s.cfg.UDPSize), len(w.b))
 	}
 	if q.edns && q.version > 0 {
 		q.ecs = false // BADVERS answers carry no options (RFC 6891 §6.1.3)
