@@ -572,7 +572,7 @@ func TestSelectManySites(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("[big]\npolicy = \"geo\"\nanswers = 3\naffinity = \"client-subnet\"\n")
 	for i := range maxStackSites + 6 {
-		fmt.Fprintf(&b, "[[big.sites]]\nname = \"s%d\"\nlat = %d\nlon = %d\naddresses = [\"10.%d.0.1\", \"10.%d.0.2\"]\n", i, i%80, i, i/256, i%256)
+		fmt.Fprintf(&b, "[[big.sites]]\nname = \"s%d\"\nlat = %d\nlon = %d\naddresses = [\"10.%d.%d.1\", \"10.%d.%d.2\"]\n", i, i%80, i, i/256, i%256, i/256, i%256)
 	}
 	// The last site claims DE.
 	b.WriteString("countries = [\"DE\"]\n")
