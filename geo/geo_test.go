@@ -712,3 +712,45 @@ func BenchmarkLookup(b *testing.B) {
 	b.Run("v4-hit", func(b *testing.B) { benchLookup(b, db, []netip.Addr{netip.MustParseAddr("127.0.1.1")}) })
 	b.Run("v6-hit", func(b *testing.B) { benchLookup(b, db, []netip.Addr{netip.MustParseAddr("2001:db8:1::1")}) })
 }
+
+// TestIPv4Database reads an IPv4-only database (ip_version 4): IPv4
+// answers as usual, every IPv6 address unknown with scope /0.
+func TestIPv4Database(t *testing.T) {
+	w, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-Country", IPVersion: 4, IncludeReservedNetworks: true, RecordSize: 28})
+	if err != nil {
+		t.Fatal(err)
+	}
+	de := mmdbtype.Map{"country": mmdbtype.Map{"iso_code": mmdbtype.String("DE")}, "continent": mmdbtype.Map{"code": mmdbtype.String("EU")}}
+	for _, n := range []string{"127.0.2.0/24", "127.0.3.0/24"} {
+		if err := w.Insert(mustCIDR(t, n), de); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "v4.mmdb")
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db := mustOpen(t, p, nil)
+	for _, tc := range []struct {
+		addr    string
+		country string
+		bits    int
+	}{
+		{"127.0.2.1", "DE", 23}, // two neighbours with one record merge
+		{"127.0.3.255", "DE", 23},
+		{"127.0.4.1", "", 22},
+		{"127.0.1.1", "", 23}, // 127.0.0.0/23 has no data
+		{"::ffff:127.0.2.1", "DE", 23},
+		{"2001:db8::1", "", 0},
+		{"::1", "", 0},
+	} {
+		loc, bits := db.Lookup(netip.MustParseAddr(tc.addr))
+		if loc.Country != tc.country || bits != tc.bits {
+			t.Errorf("Lookup(%s) = %q /%d, want %q /%d", tc.addr, loc.Country, bits, tc.country, tc.bits)
+		}
+	}
+}
