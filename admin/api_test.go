@@ -116,6 +116,12 @@ func TestStatus(t *testing.T) {
 	if !st.LastReload.OK || st.ConfigLoadedAt.IsZero() {
 		t.Errorf("last reload = %+v, loaded at %v", st.LastReload, st.ConfigLoadedAt)
 	}
+	if st.Geo == nil || st.Geo.Type == "" || st.Geo.BuildTime.IsZero() || st.Geo.Networks == 0 || st.Geo.Overrides != 2 {
+		t.Errorf("geo = %+v", st.Geo)
+	}
+	if len(st.Zones) != 1 || st.Zones[0] != "gslb.example.com." {
+		t.Errorf("zones = %v", st.Zones)
+	}
 	if st.Drains == nil || len(st.Drains) != 0 {
 		t.Errorf("drains = %#v, want []", st.Drains)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/netip"
 	"os"
@@ -28,6 +29,9 @@ var testConfig = map[string]string{
 	"gslbd.toml": `
 [node]
 name = "ns1"
+
+[geo]
+city_db = "CITY_DB"
 
 [[geo.networks]]
 cidr = "10.1.0.0/16"
@@ -291,7 +295,13 @@ func testLogger(t *testing.T) *slog.Logger {
 // 198.51.100.10 (iad) down and everything else has no votes (up).
 func newFixture(t *testing.T, token string) *fixture {
 	t.Helper()
-	path := writeConfig(t, testConfig)
+	files := maps.Clone(testConfig)
+	db, err := filepath.Abs("../testdata/geo/city.mmdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["gslbd.toml"] = strings.Replace(files["gslbd.toml"], "CITY_DB", db, 1)
+	path := writeConfig(t, files)
 	snap := loadSnapshot(t, path)
 	mesh := newMemMesh("ns1", "ns2", "ns3")
 	iad := keyOf(t, snap, "198.51.100.10")

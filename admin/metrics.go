@@ -52,6 +52,12 @@ var (
 	descAddressEligible = prometheus.NewDesc("gslbd_address_eligible",
 		"1 when the address can be answered now: up and not drained.",
 		[]string{"pool", "site", "address"}, nil)
+	descGeoBuild = prometheus.NewDesc("gslbd_geo_database_build_timestamp_seconds",
+		"Build time of the GeoIP database in service (Unix seconds); absent without a database.",
+		[]string{"type"}, nil)
+	descGeoNetworks = prometheus.NewDesc("gslbd_geo_database_networks",
+		"Networks with data in the GeoIP database in service.",
+		nil, nil)
 	descVotes = prometheus.NewDesc("gslbd_votes",
 		"A monitor's fresh report on an address: 1 up, 0 down.",
 		[]string{"pool", "site", "address", "monitor"}, nil)
@@ -78,6 +84,8 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descAddressDrained
 	ch <- descAddressEligible
 	ch <- descVotes
+	ch <- descGeoBuild
+	ch <- descGeoNetworks
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -88,6 +96,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if v == nil {
 		return
 	}
+	gi := v.Snap.Geo.Info()
+	if !gi.BuildTime.IsZero() {
+		ch <- prometheus.MustNewConstMetric(descGeoBuild, prometheus.GaugeValue, float64(gi.BuildTime.Unix()), gi.Type)
+	}
+	ch <- prometheus.MustNewConstMetric(descGeoNetworks, prometheus.GaugeValue, float64(gi.Networks))
 	// The same address may appear in two sites of one pool by mistake;
 	// a duplicate series would fail the whole scrape.
 	seen := map[[3]string]bool{}

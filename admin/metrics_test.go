@@ -56,6 +56,8 @@ func TestMetrics(t *testing.T) {
 		`gslbd_votes{address="198.51.100.10",monitor="ns1",pool="web",site="iad"} 0`,
 		`gslbd_votes{address="198.51.100.10",monitor="ns3",pool="web",site="iad"} 1`,
 		`gslbd_config_last_reload_successful 1`,
+		`gslbd_geo_database_build_timestamp_seconds{type="`,
+		`gslbd_geo_database_networks `,
 		`gslbd_config_last_reload_timestamp_seconds `,
 		`gslbd_build_info{goversion="go`,
 		`version="v1.2.3-test"} 1`,
@@ -108,8 +110,9 @@ func TestStateCollectorLint(t *testing.T) {
 	for _, mf := range mfs {
 		series += len(mf.GetMetric())
 	}
-	// 8 addresses × (up, drained, eligible) + 5 votes.
-	if series != 8*3+5 {
-		t.Errorf("series = %d, want %d", series, 8*3+5)
+	// 8 addresses × (up, drained, eligible) + 5 votes + 2 of the geo
+	// database.
+	if series != 8*3+5+2 {
+		t.Errorf("series = %d, want %d", series, 8*3+5+2)
 	}
 }

@@ -23,10 +23,23 @@ type Status struct {
 	ConfigLoadedAt time.Time    `json:"config_loaded_at,omitzero"`
 	LastReload     ReloadResult `json:"last_reload"`
 	Warnings       []string     `json:"warnings,omitempty"`
+	// Zones are the origins served; Geo the client location database.
+	Zones []string   `json:"zones"`
+	Geo   *GeoStatus `json:"geo,omitempty"`
 
 	Members []Member     `json:"members"`
 	Drains  []Drain      `json:"drains"`
 	Pools   []PoolStatus `json:"pools"`
+}
+
+// GeoStatus describes the GeoIP database in service.
+type GeoStatus struct {
+	Path      string    `json:"path,omitempty"`
+	Type      string    `json:"type,omitempty"`
+	BuildTime time.Time `json:"build_time,omitzero"`
+	Networks  int       `json:"networks"`
+	Locations int       `json:"locations"`
+	Overrides int       `json:"overrides"`
 }
 
 // PoolStatus is one pool with its sites.
@@ -98,6 +111,7 @@ func (s *Server) Status() *Status {
 		Members:    []Member{},
 		Drains:     []Drain{},
 		Pools:      []PoolStatus{},
+		Zones:      []string{},
 	}
 	if m := s.opts.Mesh; m != nil {
 		st.Members = append(st.Members, m.Members()...)
@@ -110,6 +124,15 @@ func (s *Server) Status() *Status {
 	}
 	st.ConfigLoadedAt = v.Snap.LoadedAt
 	st.Warnings = v.Snap.Warnings
+	for _, z := range v.Snap.Zones {
+		st.Zones = append(st.Zones, z.Origin)
+	}
+	slices.Sort(st.Zones)
+	gi := v.Snap.Geo.Info()
+	st.Geo = &GeoStatus{Path: gi.Path, Type: gi.Type, BuildTime: gi.BuildTime.UTC(), Networks: gi.Networks, Locations: gi.Locations, Overrides: gi.Overrides}
+	if gi.BuildTime.IsZero() {
+		st.Geo.BuildTime = time.Time{}
+	}
 	var probes map[string]ProbeState
 	if s.opts.Monitor != nil {
 		probes = s.opts.Monitor.Probes()

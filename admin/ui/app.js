@@ -214,6 +214,8 @@
       "gslbd " + (st.version || "") + " · " + (st.go_version || ""),
       st.config_loaded_at ? " · config loaded " + new Date(st.config_loaded_at).toLocaleString() : "",
       (st.warnings || []).length ? " · " + st.warnings.length + " config warnings" : "",
+      (st.zones || []).length ? " · zones " + st.zones.join(" ") : "",
+      st.geo && st.geo.type ? " · GeoIP " + st.geo.type + (st.geo.build_time ? " built " + st.geo.build_time.slice(0, 10) : "") : "",
       " · ", h("a", {href: "/api/v1/status"}, "JSON"), " · ", h("a", {href: "/metrics"}, "metrics"));
     liveness();
   }
