@@ -298,3 +298,35 @@ func BenchmarkSelect(b *testing.B) {
 		})
 	}
 }
+
+// TestSelectConcurrent shares one view between goroutines, as the server
+// does: the rotation counters are the only state written, atomically (run
+// with -race), and every answer stays valid.
+func TestSelectConcurrent(t *testing.T) {
+	s := propSnapshot(t)
+	v := NewView(s, health("192.0.2.10"))
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dst := make([]netip.Addr, 0, 8)
+			for i := range 2000 {
+				p := s.PoolList[(g+i)%len(s.PoolList)]
+				r := v.Select(p, tA, pkt("127.0.1.5"), dst)
+				for _, a := range r.Addrs {
+					if a == netip.MustParseAddr("192.0.2.10") && p.Name != "aa" {
+						errs <- "down address answered by " + p.Name
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
