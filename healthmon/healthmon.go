@@ -259,9 +259,10 @@ func (m *Monitor) Run(ctx context.Context) error {
 	for {
 		j, wait, ok := m.nextDue(time.Now())
 		if ok {
-			// Hand the probe to an idle worker; start one more only when
-			// none is idle and the bound allows, so the pool is as large as
-			// the peak of probes in flight and no larger.
+			// Hand the probe to a waiting worker; start one more only when
+			// none is waiting and the bound allows. The pool so grows with
+			// the probes in flight (and the moments workers spend between
+			// probes) and never shrinks: idle workers cost a few KiB each.
 			select {
 			case m.jobs <- j:
 				continue
@@ -276,6 +277,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 			case m.jobs <- j:
 				continue
 			case <-ctx.Done():
+				m.requeue(j.e, j.due)
 			}
 		} else {
 			timer.Reset(wait)
@@ -343,7 +345,10 @@ func (m *Monitor) probe(ctx context.Context, j job) {
 		}
 		res = m.run(ctx, j.t)
 		if ctx.Err() != nil {
-			return // shutting down: the failure is ours, not the backend's
+			// Shutting down: the failure is ours, not the backend's. Keep
+			// the schedule so a later Run carries on where this one left.
+			m.requeue(j.e, j.due)
+			return
 		}
 		m.met.observe(c.Type, res)
 	}
@@ -356,10 +361,12 @@ func (m *Monitor) probe(ctx context.Context, j job) {
 	prev := j.e.state
 	decided := j.e.state.record(res, start, c.Rise, c.Fall)
 	st := j.e.state
+	if decided {
+		m.met.decided(prev, st) // under the lock, so Update's recount cannot interleave
+	}
 	m.mu.Unlock()
 
 	if decided {
-		m.met.decided(prev, st)
 		m.logDecision(j.t, prev, st, res)
 		m.report(Report{Key: j.t.Key, Addr: j.t.Addr, Up: st.up, Reason: st.downReason(), At: start, Latency: res.latency})
 	}
@@ -376,15 +383,23 @@ func (m *Monitor) probe(ctx context.Context, j job) {
 		// soon as possible rather than firing a burst of missed slots.
 		next = now
 	}
+	m.requeue(j.e, next)
+}
+
+// requeue puts e back on the schedule at next unless Update removed it
+// meanwhile, and wakes the scheduler when e became the head.
+func (m *Monitor) requeue(e *entry, next time.Time) {
 	m.mu.Lock()
-	if !j.e.removed {
-		j.e.next = next
-		heap.Push(&m.due, j.e)
-		if j.e.index == 0 {
-			defer m.poke()
-		}
+	head := false
+	if !e.removed && e.index < 0 {
+		e.next = next
+		heap.Push(&m.due, e)
+		head = e.index == 0
 	}
 	m.mu.Unlock()
+	if head {
+		m.poke()
+	}
 }
 
 // run executes the probe with its deadline and turns its error into a
@@ -408,7 +423,7 @@ func (m *Monitor) run(ctx context.Context, t zones.Target) result {
 }
 
 func (m *Monitor) logDecision(t zones.Target, prev, st machine, res result) {
-	args := []any{"key", t.Key, "addr", t.Addr, "check", checkName(t.Check.Type), "latency", res.latency}
+	args := []any{"key", t.Key, "addr", t.Addr, "check", t.Check.Type.String(), "latency", res.latency}
 	switch {
 	case !st.up:
 		m.log.Info("health target down", append(args, "reason", st.reason, "failures", st.fails)...)
@@ -454,17 +469,4 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d - spread + rand.N(2*spread+1)
-}
-
-func checkName(t zones.CheckType) string {
-	switch t {
-	case zones.CheckHTTP:
-		return "http"
-	case zones.CheckHTTPS:
-		return "https"
-	case zones.CheckTCP:
-		return "tcp"
-	default:
-		return "none"
-	}
 }

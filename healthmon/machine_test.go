@@ -383,3 +383,47 @@ func TestMachine(t *testing.T) {
 		})
 	}
 }
+
+func TestRunAgainKeepsSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Stopping Run in the middle of probes (they hang here) and
+		// starting it again loses neither targets nor state.
+		a := fakeTarget(1, zones.CheckHTTP, time.Second)
+		b := fakeTarget(2, zones.CheckHTTP, time.Second)
+		fp := newFakeProber()
+		reps := &reports{}
+		m := New(Options{Logger: testLogger(t), Report: reps.add, Prober: fp})
+		m.Update([]zones.Target{a, b})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		time.Sleep(3 * time.Second)
+		fp.mu.Lock()
+		fp.hang[a.Key] = true
+		fp.mu.Unlock()
+		time.Sleep(1200 * time.Millisecond) // a's probe now hangs in flight
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if n := len(reps.get()); n != 2 {
+			t.Fatalf("reports = %+v, want the two initial ups", reps.get())
+		}
+
+		fp.mu.Lock()
+		fp.hang[a.Key] = false
+		fp.mu.Unlock()
+		before := fp.probes(a.Key) + fp.probes(b.Key)
+		ctx, cancel = context.WithCancel(context.Background())
+		go func() { done <- m.Run(ctx) }()
+		time.Sleep(5 * time.Second)
+		cancel()
+		<-done
+		if n := fp.probes(a.Key) + fp.probes(b.Key) - before; n < 8 {
+			t.Errorf("%d probes in 5 s after restarting Run, want about 10", n)
+		}
+		if n := len(reps.get()); n != 2 {
+			t.Errorf("reports after restart = %+v, want no new decisions", reps.get())
+		}
+	})
+}

@@ -59,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) observe(t zones.CheckType, r result) {
-	name := checkName(t)
+	name := t.String()
 	m.duration.WithLabelValues(name).Observe(r.latency.Seconds())
 	if !r.ok {
 		m.failures.WithLabelValues(name, r.class).Inc()
@@ -80,12 +80,13 @@ func (m *metrics) setTargets(targets map[string]*entry) {
 		}
 	}
 	for t, c := range n {
-		m.targets.WithLabelValues(checkName(zones.CheckType(t))).Set(float64(c))
+		m.targets.WithLabelValues(zones.CheckType(t).String()).Set(float64(c))
 	}
 	m.down.Set(float64(down))
 }
 
-// decided counts a decision that changed the state (not the first "up").
+// decided counts a decision that changed the state (not the first "up");
+// called with the monitor's lock held.
 func (m *metrics) decided(prev, now machine) {
 	if prev.up == now.up {
 		return

@@ -285,7 +285,11 @@ func TestProbeReasons(t *testing.T) {
 
 	// Unknown authority: a monitor without the test roots.
 	sys := New(Options{Logger: testLogger(t)})
-	r := sys.run(t.Context(), target(secure.ap, withHost(check(https, secure.ap), "good.test", false)))
+	// Loading the system roots the first time is slow under -race: a
+	// generous timeout keeps this about verification, not speed.
+	slow := withHost(check(https, secure.ap), "good.test", false)
+	slow.Timeout = 10 * time.Second
+	r := sys.run(t.Context(), target(secure.ap, slow))
 	if r.ok || r.class != "tls" || !strings.Contains(r.reason, "unknown authority") {
 		t.Errorf("self-signed without roots: %+v, want a tls failure naming the unknown authority", r)
 	}
