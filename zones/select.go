@@ -204,7 +204,6 @@ func familyOfType(qtype uint16) (int, bool) {
 // need the location or affinity key the first one did not). It lives on
 // Select's stack.
 type query struct {
-	c      Client
 	addr   netip.Addr // client address, IPv4-mapped IPv6 unmapped
 	mapped bool       // addr was IPv4-mapped: prefix lengths count from 96
 	fam    int
@@ -291,7 +290,7 @@ func (v *View) run(p *Pool, qtype uint16, c Client, dst []netip.Addr, tr *Trace)
 		}
 		return Result{Addrs: dst[:0], TTL: p.TTL, NoData: true, Pool: p}
 	}
-	q := query{c: c, fam: fam, addr: c.Addr}
+	q := query{fam: fam, addr: c.Addr}
 	if q.addr.Is4In6() {
 		q.addr, q.mapped = q.addr.Unmap(), true
 	}

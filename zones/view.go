@@ -117,7 +117,11 @@ type Client struct {
 type Result struct {
 	Addrs []netip.Addr // the caller's dst, filled
 	TTL   uint32
-	// Scope is the ECS scope prefix length for the response (SPEC §5.7).
+	// Scope is the ECS scope prefix length for the response (SPEC §5.7),
+	// capped at the client's source prefix when the query carried ECS
+	// (without ECS it is computed all the same, for explain, and unused).
+	// It is never wider than the network in which every address gets the
+	// same answer set; rotation among a site's addresses does not count.
 	Scope uint8
 	// NoData is set when the answer is empty (no address of the family, or
 	// when_all_down = "nodata").
