@@ -7,14 +7,16 @@
 // targets therefore cost a heap entry each, not a goroutine each, and a
 // probe never outlives its deadline.
 //
-// State semantics, the way gdnsd and most load balancers behave: a new
-// target is assumed up (SPEC §6: before any report exists an address is
-// up). Its first decision is made by the first success (confirming "up")
-// or by `fall` consecutive failures (turning it "down"); after that it
-// needs `rise` consecutive successes to come back and `fall` consecutive
-// failures to leave again. Every decision — the first one and every change
-// after it — is delivered to Options.Report, so the mesh only hears a vote
-// from this node once the node has evidence for it.
+// State semantics: a new target is assumed up (SPEC §6: before any report
+// exists an address is up), so a restart or a reload never empties an
+// answer while the first probes are out. The first decision is made by the
+// first success (confirming "up") or by `fall` consecutive failures
+// (turning it "down"); after that a target needs `rise` consecutive
+// successes to come back and `fall` consecutive failures to leave again.
+// Every decision — the first one and every change after it — goes to
+// Options.Report, so the mesh hears this node's vote only once the node has
+// evidence for it. Targets of type "none" are decided up once and never
+// probed.
 package healthmon
 
 import (

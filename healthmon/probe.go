@@ -46,6 +46,9 @@ func NewProber(node, version string, roots *x509.CertPool) Prober {
 	return &netProber{
 		agent: fmt.Sprintf("gslbd-health/%s (node %s)", version, node),
 		roots: roots,
+		// A probe's connection lives for one exchange: TCP keepalives
+		// would only cost four setsockopt calls per probe.
+		dialer: net.Dialer{KeepAlive: -1},
 	}
 }
 
