@@ -77,9 +77,18 @@ type slogPrinter struct{ s *Server }
 
 func (p slogPrinter) Println(v ...any) { p.s.log.Error("metrics", "err", fmt.Sprint(v...)) }
 
-// mutating guards a handler that changes state with the bearer token.
+// mutating guards a handler that changes state: with the bearer token, and
+// against cross-site browser requests, which matter most when no token is
+// configured — a page in the operator's browser could otherwise post a
+// drain to 127.0.0.1.
 func (s *Server) mutating(h http.HandlerFunc) http.HandlerFunc {
+	var csrf http.CrossOriginProtection
 	return func(w http.ResponseWriter, r *http.Request) {
+		if err := csrf.Check(r); err != nil {
+			writeError(w, http.StatusForbidden, "cross-origin request refused: %v", err)
+			s.log.Warn("cross-origin admin call refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
+			return
+		}
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gslbd"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
@@ -222,9 +231,8 @@ func (s *Server) checkTarget(pool, site string, addr netip.Addr) (int, error) {
 // decodeBody reads one JSON object, strictly: unknown fields, trailing data
 // and bodies over maxBodyBytes are errors.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return fmt.Errorf("unsupported content type %q: want application/json", ct)
-	}
+	// Any content type is accepted (curl -d sends a form type); the body
+	// must still be one JSON object.
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -262,6 +262,45 @@ func TestDrainErrors(t *testing.T) {
 	}
 }
 
+// TestCrossOrigin: a browser page elsewhere cannot drive the API, even
+// without a token; the same call from the CLI (no browser headers) can.
+func TestCrossOrigin(t *testing.T) {
+	f := newFixture(t, "")
+	base := f.start(t)
+	for _, hdr := range []map[string]string{
+		{"Sec-Fetch-Site": "cross-site"},
+		{"Origin": "http://evil.example"},
+	} {
+		req, _ := http.NewRequest("POST", base+"/api/v1/drain", strings.NewReader(`{"pool":"web","site":"fra"}`))
+		req.Header.Set("Content-Type", "text/plain")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 403 {
+			t.Errorf("drain with %v = %d, want 403", hdr, resp.StatusCode)
+		}
+	}
+	if d := f.mesh.Drains(); len(d) != 0 {
+		t.Fatalf("a cross-origin call drained %+v", d)
+	}
+	req, _ := http.NewRequest("POST", base+"/api/v1/drain", strings.NewReader(`{"pool":"web","site":"fra"}`))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded") // what curl -d sends
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("same-origin drain = %d, want 200", resp.StatusCode)
+	}
+}
+
 // TestNoToken: without a configured token mutating calls are open (the
 // server is on loopback).
 func TestNoToken(t *testing.T) {
