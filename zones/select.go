@@ -471,7 +471,9 @@ func scopeReason(p *Pool, total, sites int, affinity bool, geoScope, affScope in
 		return "every eligible address is in the answer: it does not depend on the client"
 	case sites == 1 && !affinity:
 		return "one site answers, rotating among its addresses: the answer does not depend on the client"
-	case p.Policy == PolicyGeo && sites > 1 && affinity && geoScope >= affScope:
+	case p.Policy == PolicyGeo && sites > 1 && affinity && geoScope == affScope:
+		return fmt.Sprintf("the site order depends on the client location, the same in the whole /%d geo network, and affinity hashes the same /%d", geoScope, affScope)
+	case p.Policy == PolicyGeo && sites > 1 && affinity && geoScope > affScope:
 		return fmt.Sprintf("the site order depends on the client location, the same in the whole /%d geo network, which lies inside the affinity network /%d", geoScope, affScope)
 	case affinity && p.Policy == PolicyGeo && sites > 1:
 		return fmt.Sprintf("affinity hashes the client network /%d, inside the /%d geo network", affScope, geoScope)
