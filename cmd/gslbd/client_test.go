@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -490,5 +491,44 @@ func TestCLIAgainstNode(t *testing.T) {
 	_, viaFiles, _ := cliRun(append([]string{"explain", "-config", cfg}, args...)...)
 	if viaNode == "" || viaNode != viaFiles {
 		t.Errorf("explain via the node differs from offline:\nnode:\n%s\nfiles:\n%s", viaNode, viaFiles)
+	}
+}
+
+// TestStatusPageOnNode loads the status page of a real `gslbd serve` in
+// headless Chromium and checks the DOM after the scripts ran: every site
+// with its state, every address with its verdict, the node as a member.
+func TestStatusPageOnNode(t *testing.T) {
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("headless Chromium is required for the status page test and is missing at %s (apt-get install chromium): %v", chromium, err)
+	}
+	n := e2eNode(t, "pagenode", nil)
+	n.Start()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(), "--virtual-time-budget=5000", "--dump-dom", n.Admin+"/")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	dom := string(out)
+	want := []string{`<tr class="member alive"><td>pagenode<span class="muted"> (this node)</span>`}
+	for _, site := range []string{"fra", "iad", "sin"} {
+		want = append(want, `<div class="site up" data-site="`+site+`"><div class="site-head"><span class="site-name">`+site+`</span><span class="pill up">up</span>`)
+	}
+	for _, addr := range []string{"192.0.2.10", "2001:db8:10::1", "198.51.100.10", "2001:db8:20::1", "203.0.113.10", "2001:db8:30::1"} {
+		want = append(want, `<li class="addr up"><span class="ip">`+addr+`</span><span class="states"><span class="pill up">up</span></span>`)
+	}
+	for _, w := range want {
+		if !strings.Contains(dom, w) {
+			t.Errorf("rendered status page lacks %s", w)
+		}
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", dom)
 	}
 }
