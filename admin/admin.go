@@ -132,10 +132,11 @@ type Server struct {
 	reload   reloadState
 	met      *metrics
 
-	mu   sync.Mutex
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{} // closed when Serve returned
+	mu      sync.Mutex
+	srv     *http.Server
+	ln      net.Listener
+	done    chan struct{} // closed when Serve returned
+	stopCtx func() bool   // unhooks the close-on-context-done
 }
 
 // New builds a Server. It registers its metrics with opts.Registerer when
@@ -192,8 +193,11 @@ func (s *Server) Start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	done := make(chan struct{})
+	// The owner's context ending stops the server too; Shutdown is the
+	// graceful path.
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
 	s.mu.Lock()
-	s.srv, s.ln, s.done = srv, ln, done
+	s.srv, s.ln, s.done, s.stopCtx = srv, ln, done, stop
 	s.mu.Unlock()
 	go func() {
 		defer close(done)
@@ -201,9 +205,6 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("admin server stopped", "err", err)
 		}
 	}()
-	// The owner's context ending stops the server too; Shutdown is the
-	// graceful path.
-	context.AfterFunc(ctx, func() { srv.Close() })
 	s.log.Info("admin listening", "addr", ln.Addr().String(), "auth", s.opts.Token != "")
 	return nil
 }
@@ -222,11 +223,12 @@ func (s *Server) Addr() net.Addr {
 // then closes what is left. It is a no-op before Start.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	srv, done := s.srv, s.done
+	srv, done, stopCtx := s.srv, s.done, s.stopCtx
 	s.mu.Unlock()
 	if srv == nil {
 		return nil
 	}
+	stopCtx()
 	err := srv.Shutdown(ctx)
 	if err != nil {
 		srv.Close()

@@ -152,7 +152,12 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		if json.Unmarshal(data, &eb) == nil {
 			ae.Message, ae.Errors = eb.Error, eb.Errors
 		} else {
-			ae.Message = strings.TrimSpace(string(data))
+			// Not our API (a proxy's error page?): a short excerpt is enough.
+			msg := strings.TrimSpace(string(data))
+			if len(msg) > 200 {
+				msg = msg[:200] + "…"
+			}
+			ae.Message = msg
 		}
 		return ae
 	}
