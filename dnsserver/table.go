@@ -21,8 +21,6 @@ type table struct {
 	// maxAddrs is the most addresses any Select call can append: the size
 	// of the per-query scratch slice, so Select never grows it.
 	maxAddrs int
-	// counters are the metric cells this snapshot's names map to.
-	zoneCounters []*zoneCounters // by zone.idx
 	// sites counts pool answers: [Pool.Index][Site.Index].
 	sites [][]*atomic.Uint64
 	// hinfo is the RFC 8482 §4.2 answer to ANY at a name with only pool data.
@@ -30,15 +28,14 @@ type table struct {
 }
 
 type zone struct {
-	idx    int
-	origin string // presentation, for logs and metrics
+	origin string // presentation, for logs
 	wire   []byte // lower-case wire origin
 	names  map[string]*node
 	// soaNeg is the SOA as it goes into the authority section of negative
 	// answers: its TTL is min(SOA TTL, SOA minimum) (RFC 2308 §5).
 	soaNeg []byte
 	apex   *node
-	ctr    *zoneCounters
+	ctr    *zoneCounters // this origin's query counters, kept across reloads
 }
 
 // node is one owner name of a zone, or an empty non-terminal (no rrsets,
@@ -98,10 +95,9 @@ func compile(snap *zones.Snapshot, log *slog.Logger, ctrs *counterSet) *table {
 		}
 		t.sites[p.Index] = cells
 	}
-	for i, zz := range snap.Zones {
-		z := &zone{idx: i, origin: zz.Origin, wire: wireName(zz.Origin), names: make(map[string]*node, len(zz.Names)*2)}
+	for _, zz := range snap.Zones {
+		z := &zone{origin: zz.Origin, wire: wireName(zz.Origin), names: make(map[string]*node, len(zz.Names)*2)}
 		z.ctr = ctrs.zone(zz.Origin)
-		t.zoneCounters = append(t.zoneCounters, z.ctr)
 		for owner, nm := range zz.Names {
 			n := z.ensure(wireName(owner))
 			n.pool = nm.Pool
@@ -173,6 +169,8 @@ func (n *node) find(t uint16) *rrset {
 	return nil
 }
 
+// snapshotNodes lists the names of z, so that compile can add names to
+// the map while it walks them.
 func snapshotNodes(z *zone) []*node {
 	out := make([]*node, 0, len(z.names))
 	for _, n := range z.names {
