@@ -1,6 +1,7 @@
 package zones
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,11 @@ func parseDoc(file string, data []byte, errs *[]*Error) *doc {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
 			e.Line, e.Col = pe.Position.Line, pe.Position.Col
+			if e.Line < 1 {
+				// The decoder leaves the line out for some lexer errors;
+				// its byte offset still says where.
+				e.Line, e.Col = lineCol(data, pe.Position.Start)
+			}
 			e.Msg = "invalid TOML: " + pe.Message
 		}
 		*errs = append(*errs, e)
@@ -376,4 +382,11 @@ func readFile(path, display string, errs *[]*Error) ([]byte, os.FileInfo, bool) 
 		return fail(fmt.Errorf("file larger than %d bytes", maxFile))
 	}
 	return data, fi, true
+}
+
+// lineCol converts a byte offset of data into a 1-based line and column.
+func lineCol(data []byte, off int) (line, col int) {
+	off = max(0, min(off, len(data)))
+	line = 1 + bytes.Count(data[:off], []byte("\n"))
+	return line, off - (bytes.LastIndexByte(data[:off], '\n') + 1) + 1
 }
