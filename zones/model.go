@@ -64,7 +64,8 @@ type Zone struct {
 	SOA         *dns.SOA
 	// Names maps every owner name (lower-case, fully qualified, wildcards as
 	// "*.x.origin.") to its data. The apex is always present and holds the
-	// SOA and NS records.
+	// SOA and NS records first. Empty non-terminals (names that exist only
+	// because a name below them does) are present with no RRs and no Pool.
 	Names map[string]*Name
 }
 
