@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"slices"
 	"strings"
@@ -39,10 +40,15 @@ func (s *Server) routes() http.Handler {
 		"/":               {"GET": s.handleIndex},
 	}
 	static := s.staticHandler()
+	profiles := s.mutating(pprofHandler)
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt, ok := table[r.URL.Path]
 		if !ok {
+			if strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+				profiles(w, r)
+				return
+			}
 			if strings.HasPrefix(r.URL.Path, "/ui/") && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 				static.ServeHTTP(w, r)
 				return
@@ -70,6 +76,24 @@ func (s *Server) routes() http.Handler {
 		}
 		h(w, r)
 	})
+}
+
+// pprofHandler serves Go's runtime profiles under /debug/pprof/, for
+// profiling a node under load. Profiling costs CPU, so it is guarded like a
+// mutating call: it needs the token when one is configured.
+func pprofHandler(w http.ResponseWriter, r *http.Request) {
+	switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+	case "profile":
+		pprof.Profile(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	default:
+		pprof.Index(w, r)
+	}
 }
 
 // slogPrinter lets promhttp report gathering errors through our logger.

@@ -537,3 +537,15 @@ func TestStartShutdown(t *testing.T) {
 		t.Fatalf("Shutdown after cancel: %v", err)
 	}
 }
+
+func TestPprofNeedsToken(t *testing.T) {
+	f := newFixture(t, "s3cret")
+	base := f.start(t)
+	if code, _, _ := call(t, "GET", base+"/debug/pprof/", "", ""); code != 401 {
+		t.Fatalf("GET /debug/pprof/ without token = %d, want 401", code)
+	}
+	code, _, body := call(t, "GET", base+"/debug/pprof/goroutine?debug=1", "s3cret", "")
+	if code != 200 || !strings.Contains(body, "goroutine profile") {
+		t.Fatalf("GET /debug/pprof/goroutine with token = %d %.80q, want 200 with a goroutine profile", code, body)
+	}
+}
