@@ -145,9 +145,38 @@ func readKey(path string) ([]byte, error) {
 // it to every reader. Callers hold n.mu.
 func (n *node) publish() {
 	v := zones.NewView(n.snap, n.mesh.Health())
-	n.view.Store(v)
+	old := n.view.Swap(v)
 	if n.dns != nil {
 		n.dns.Publish(v)
+	}
+	if old != nil && old.Snap == v.Snap {
+		n.logChanges(old, v)
+	}
+}
+
+// logChanges writes one line per target whose mesh verdict changed and per
+// address whose drain changed between two views of one snapshot.
+func (n *node) logChanges(old, v *zones.View) {
+	seen := make([]bool, len(v.Snap.Targets))
+	for _, p := range v.Snap.PoolList {
+		for _, site := range p.Sites {
+			for i := range site.Addrs {
+				a := &site.Addrs[i]
+				if old.IsDrained(a) != v.IsDrained(a) {
+					n.log.Info("drain changed", "pool", p.Name, "site", site.Name, "addr", a.Addr, "drained", v.IsDrained(a))
+				}
+				if seen[a.Target] || old.Up(a) == v.Up(a) {
+					continue
+				}
+				seen[a.Target] = true
+				verdict := "down"
+				if v.Up(a) {
+					verdict = "up"
+				}
+				key := v.Snap.Targets[a.Target].Key
+				n.log.Info("verdict changed", "addr", a.Addr, "verdict", verdict, "votes", n.mesh.Votes(key), "target", key)
+			}
+		}
 	}
 }
 
