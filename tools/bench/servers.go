@@ -1,0 +1,376 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"text/template"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+//go:embed templates/*.tmpl
+var templateFS embed.FS
+
+var templates = template.Must(template.ParseFS(templateFS, "templates/*.tmpl"))
+
+const (
+	zoneName   = "bench.example"
+	geoName    = "geo." + zoneName + "."
+	staticName = "static." + zoneName + "."
+	poolTTL    = 30
+)
+
+// site is one data center of the benchmark pool. Both servers get the
+// same three, with the same coordinates, as distance-only geo sites (gdnsd
+// "city auto mode", gslbd policy geo without countries or continents).
+type site struct {
+	Name     string
+	Lat, Lon float64
+	V4, V6   []string
+}
+
+var sites = []site{
+	{"fra", 50.11, 8.68, []string{"127.0.50.1", "127.0.50.2"}, []string{"2001:db8:50::1", "2001:db8:50::2"}},
+	{"iad", 38.95, -77.45, []string{"127.0.50.3", "127.0.50.4"}, []string{"2001:db8:51::1", "2001:db8:51::2"}},
+	{"sin", 1.35, 103.82, []string{"127.0.50.5", "127.0.50.6"}, []string{"2001:db8:52::1", "2001:db8:52::2"}},
+}
+
+// siteOf names the site an answer address belongs to.
+func siteOf(a netip.Addr) string {
+	for _, s := range sites {
+		for _, x := range append(slices.Clone(s.V4), s.V6...) {
+			if netip.MustParseAddr(x) == a {
+				return s.Name
+			}
+		}
+	}
+	return "?"
+}
+
+func checkedAddrs() []netip.Addr {
+	var out []netip.Addr
+	for _, s := range sites {
+		for _, a := range s.V4 {
+			out = append(out, netip.MustParseAddr(a))
+		}
+	}
+	return out
+}
+
+// Template data for the gslbd files.
+type (
+	gslbdNode struct {
+		Role, Name, DNS, Cluster, GeoDB, Admin string
+		Join                                   []string
+	}
+	zoneData struct {
+		Zone  string
+		TTL   int
+		Pools []zonePool // names bound to pools (gslbd)
+	}
+	zonePool  struct{ Name, Pool string }
+	poolsData struct {
+		Role  string
+		Pools []poolData
+	}
+	poolData struct {
+		Name, Policy string
+		Answers, TTL int
+		Port         int
+		Sites        []poolSite
+	}
+	poolSite struct {
+		Name      string
+		Geo       bool
+		Lat, Lon  float64
+		Addrs     []string
+		Unchecked bool
+	}
+	gdnsdData struct {
+		DNS, Dir, GeoDB string
+		Port, Interval  int
+		UDPThreads      int
+		Sites           []site
+	}
+)
+
+// benchPool is the geo pool in gslbd's terms. gslbd has one check per pool
+// or per site, not per address family, and IPv6 documentation addresses
+// cannot be probed on loopback, so each data center is two gslbd sites at
+// the same coordinates: one with the checked IPv4 VIPs, one with the
+// IPv6 VIPs and check "none". A query of one family only ever sees the
+// sites with addresses of that family, so the answers equal those of
+// gdnsd's three data centers with addrs_v4 (tcp_connect) and addrs_v6
+// (always up).
+func benchPool(port int) poolData {
+	p := poolData{Name: "geo", Policy: "geo", Answers: 2, TTL: poolTTL, Port: port}
+	for _, s := range sites {
+		p.Sites = append(p.Sites,
+			poolSite{Name: s.Name, Geo: true, Lat: s.Lat, Lon: s.Lon, Addrs: s.V4},
+			poolSite{Name: s.Name + "6", Geo: true, Lat: s.Lat, Lon: s.Lon, Addrs: s.V6, Unchecked: true})
+	}
+	return p
+}
+
+func render(path, tmpl string, data any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := templates.ExecuteTemplate(f, tmpl, data); err != nil {
+		f.Close()
+		return fmt.Errorf("render %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// writeGslbd writes a node directory: gslbd.toml, zones/, pools/.
+func writeGslbd(dir string, node gslbdNode, zone zoneData, pools poolsData) error {
+	return firstErr(
+		render(filepath.Join(dir, "gslbd.toml"), "gslbd.toml.tmpl", node),
+		render(filepath.Join(dir, "zones", zoneName+".toml"), "zone.toml.tmpl", zone),
+		render(filepath.Join(dir, "pools", "pools.toml"), "pool.toml.tmpl", pools),
+	)
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// freeDNSPort finds a port free for both UDP and TCP on ip.
+func freeDNSPort(ip string) (int, error) {
+	for range 50 {
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("find a free udp port on %s: %w", ip, err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		pc.Close()
+		if err == nil {
+			ln.Close()
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("no port free for udp and tcp on %s", ip)
+}
+
+// server is a running DNS server under test.
+type server struct {
+	name    string
+	addr    string // host:port
+	proc    *proc
+	startup time.Duration // start until the first answer (includes loading the GeoIP database)
+}
+
+type pair struct{ gslbd, gdnsd *server }
+
+// startPair starts the backends, then gslbd and gdnsd with equivalent
+// configurations, both pinned to the server CPU, and waits until both
+// answer.
+func startPair(ctx context.Context, o options, work, gslbdBin, db string, procs *procSet, bk *backends, log *slog.Logger) (*pair, error) {
+	addrs := checkedAddrs()
+	port, err := freePort(addrs)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs {
+		if err := bk.start(a, port); err != nil {
+			return nil, err
+		}
+	}
+
+	gPort, err := freeDNSPort("127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	cPort, err := freeDNSPort("127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	gdir := filepath.Join(work, "gslbd")
+	node := gslbdNode{Role: "throughput", Name: "bench", DNS: hostPort(netip.MustParseAddr("127.0.0.1"), gPort),
+		Cluster: hostPort(netip.MustParseAddr("127.0.0.1"), cPort), GeoDB: db}
+	if err := writeGslbd(gdir, node, zoneData{Zone: zoneName, TTL: poolTTL, Pools: []zonePool{{"geo", "geo"}}},
+		poolsData{Role: "throughput", Pools: []poolData{benchPool(port)}}); err != nil {
+		return nil, err
+	}
+
+	dPort, err := freeDNSPort("127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	ddir := filepath.Join(work, "gdnsd")
+	// gdnsd wants whole seconds and timeout < interval, so 1 s is not
+	// possible: it probes every 2 s with a 1 s timeout. Probing is a few
+	// connects a second on both sides and does not show in the numbers.
+	gd := gdnsdData{DNS: hostPort(netip.MustParseAddr("127.0.0.1"), dPort), Dir: ddir, GeoDB: db,
+		Port: port, Interval: 2, UDPThreads: o.udpThreads, Sites: sites}
+	if err := firstErr(
+		render(filepath.Join(ddir, "config"), "gdnsd.config.tmpl", gd),
+		render(filepath.Join(ddir, "zones", zoneName), "zone.gdnsd.tmpl", zoneData{Zone: zoneName, TTL: poolTTL}),
+		os.MkdirAll(filepath.Join(ddir, "run"), 0o750),
+		os.MkdirAll(filepath.Join(ddir, "state"), 0o750),
+	); err != nil {
+		return nil, err
+	}
+
+	p := &pair{
+		gslbd: &server{name: "gslbd", addr: node.DNS},
+		gdnsd: &server{name: "gdnsd", addr: gd.DNS},
+	}
+	// Start both, then wait for both: they load the database in parallel.
+	t0 := time.Now()
+	p.gslbd.proc, err = procs.start("gslbd", o.serverCPU, gdir, filepath.Join(work, "gslbd.log"),
+		gslbdBin, "serve", "-config", filepath.Join(gdir, "gslbd.toml"))
+	if err != nil {
+		return nil, err
+	}
+	p.gdnsd.proc, err = procs.start("gdnsd", o.serverCPU, ddir, filepath.Join(work, "gdnsd.log"),
+		gdnsdPath(), "-c", ddir, "start")
+	if err != nil {
+		return nil, err
+	}
+	errs := make(chan error, 2)
+	for _, s := range []*server{p.gslbd, p.gdnsd} {
+		go func() {
+			err := waitReady(ctx, s, 120*time.Second)
+			if err == nil {
+				s.startup = time.Since(t0)
+				log.Info("server ready", "server", s.name, "addr", s.addr, "pid", s.proc.cmd.Process.Pid, "startup", s.startup.Round(time.Millisecond))
+			}
+			errs <- err
+		}()
+	}
+	if err := errors.Join(<-errs, <-errs); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// waitReady polls s with a static query until it answers or the deadline
+// passes or the process dies.
+func waitReady(ctx context.Context, s *server, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		if dead, why := s.proc.exited(); dead {
+			return fmt.Errorf("%s did not start: %s", s.name, why)
+		}
+		r, err := query(ctx, s.addr, staticName, dns.TypeA, netip.Prefix{}, 200*time.Millisecond)
+		if err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s at %s not answering after %s: %v; log: %s", s.name, s.addr, limit, err, tail(s.proc.log, 15))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// query sends one UDP query with EDNS (and ECS when ecs is valid).
+func query(ctx context.Context, addr, name string, qtype uint16, ecs netip.Prefix, timeout time.Duration) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.RecursionDesired = false
+	m.SetEdns0(1232, false)
+	if ecs.IsValid() {
+		m.IsEdns0().Option = append(m.IsEdns0().Option, ecsOption(ecs))
+	}
+	c := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: 1232}
+	r, _, err := c.ExchangeContext(ctx, m, addr)
+	return r, err
+}
+
+func ecsOption(p netip.Prefix) *dns.EDNS0_SUBNET {
+	o := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, SourceNetmask: uint8(p.Bits())}
+	if p.Addr().Is4() {
+		o.Family = 1
+	} else {
+		o.Family = 2
+	}
+	o.Address = p.Masked().Addr().AsSlice()
+	return o
+}
+
+// answerAddrs are the A/AAAA addresses of r's answer section.
+func answerAddrs(r *dns.Msg) []netip.Addr {
+	var out []netip.Addr
+	for _, rr := range r.Answer {
+		switch rr := rr.(type) {
+		case *dns.A:
+			a, _ := netip.AddrFromSlice(rr.A.To4())
+			out = append(out, a)
+		case *dns.AAAA:
+			a, _ := netip.AddrFromSlice(rr.AAAA)
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return out
+}
+
+// responseScope is the ECS scope prefix of r, or -1 when r carries no ECS.
+func responseScope(r *dns.Msg) int {
+	if o := r.IsEdns0(); o != nil {
+		for _, opt := range o.Option {
+			if e, ok := opt.(*dns.EDNS0_SUBNET); ok {
+				return int(e.SourceScope)
+			}
+		}
+	}
+	return -1
+}
+
+// checkEquivalent asks both servers the same few questions and fails when
+// they disagree on what the benchmark depends on: without equal answers
+// the throughput comparison would compare different work.
+func checkEquivalent(ctx context.Context, p *pair) error {
+	cases := []struct {
+		name  string
+		qtype uint16
+		ecs   string
+	}{
+		{staticName, dns.TypeA, ""},
+		{"nx-check." + zoneName + ".", dns.TypeA, ""},
+		{geoName, dns.TypeA, ""},
+		{geoName, dns.TypeAAAA, ""},
+	}
+	for _, c := range cases {
+		var ecs netip.Prefix
+		if c.ecs != "" {
+			ecs = netip.MustParsePrefix(c.ecs)
+		}
+		var got [2]string
+		for i, s := range []*server{p.gslbd, p.gdnsd} {
+			r, err := query(ctx, s.addr, c.name, c.qtype, ecs, time.Second)
+			if err != nil {
+				return fmt.Errorf("equivalence check %s %s on %s: %w", c.name, dns.TypeToString[c.qtype], s.name, err)
+			}
+			got[i] = fmt.Sprintf("%s %v", dns.RcodeToString[r.Rcode], answerAddrs(r))
+		}
+		if got[0] != got[1] {
+			return fmt.Errorf("equivalence check %s %s: gslbd answers %s, gdnsd %s", c.name, dns.TypeToString[c.qtype], got[0], got[1])
+		}
+	}
+	return nil
+}
