@@ -39,8 +39,8 @@ fuzz: ## fuzz the packet path and the config loaders (FUZZTIME each, default 1m)
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadZoneFile$$' -fuzztime $${FUZZTIME:-1m} ./zones
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadPoolFile$$' -fuzztime $${FUZZTIME:-1m} ./zones
 
-bench: ## Go hot-path benchmarks (dnsperf and gdnsd comparison: see README Performance)
-	$(GO) test -run '^$$' -bench . -benchmem ./dnsserver ./zones ./geo
+bench: build ## gslbd vs gdnsd: dnsperf QPS, CPU, latency, ECS scopes, failover (docs/performance.md; BENCHFLAGS=-h)
+	$(GO) run ./tools/bench -gslbd $(BIN) $(BENCHFLAGS)
 
 geodata: ## regenerate testdata/geo/*.mmdb from its generator
 	$(GO) run ./testdata/geo/gen -out testdata/geo
