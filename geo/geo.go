@@ -82,18 +82,9 @@ type Info struct {
 type DB struct {
 	locs []Location
 
-	// Sorted range starts with the id of each range, IPv4 and IPv6. An
-	// IPv6 id with aliasFlag set sends the lookup to the IPv4 table (see
-	// aliases).
-	v4  []ent4
-	v6  []ent6
-	ix4 index
-	ix6 index
-
-	// aliases[i] is the prefix length of an IPv6 subtree that the
-	// database maps onto its IPv4 subtree: the 32 bits after it are the
-	// IPv4 address (::/96 and ::ffff:0:0/96 at 96, 6to4 2002::/16 at 16).
-	aliases []uint8
+	// tab maps addresses to Location IDs; Derive builds tables of the
+	// same shape mapping to the caller's values.
+	tab Table
 
 	info Info
 }
@@ -109,70 +100,8 @@ func (db *DB) Lookup(a netip.Addr) (loc *Location, bits int) {
 	if db == nil || len(db.locs) == 0 {
 		return &unknownLocation, 0
 	}
-	a = a.Unmap()
-	if a.Is4() {
-		b := a.As4()
-		id, bits := db.lookup4(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
-		return &db.locs[id], bits
-	}
-	if !a.Is6() {
-		return &db.locs[0], 0
-	}
-	x := u128From16(a.As16())
-	i := db.find6(x)
-	end := maxU128
-	if i+1 < len(db.v6) {
-		end = u128{db.v6[i+1].hi, db.v6[i+1].lo}.sub1()
-	}
-	e := &db.v6[i]
-	bits = prefixBits(x, u128{e.hi, e.lo}, end, 128)
-	id := e.id
-	if id&aliasFlag != 0 {
-		at := int(db.aliases[id&^aliasFlag])
-		var b4 int
-		id, b4 = db.lookup4(uint32(x.shl(at).hi >> 32))
-		bits = max(bits, at+b4)
-	}
+	id, bits := db.tab.Lookup(a)
 	return &db.locs[id], bits
-}
-
-type ent4 struct{ start, id uint32 }
-
-type ent6 struct {
-	hi, lo uint64
-	id     uint32
-}
-
-func (db *DB) lookup4(x uint32) (id uint32, bits int) {
-	lo, hi := db.ix4.bounds(uint64(x) << 32)
-	s := db.v4
-	for hi-lo > 1 {
-		m := int(uint(lo+hi) >> 1)
-		if s[m].start <= x {
-			lo = m
-		} else {
-			hi = m
-		}
-	}
-	end := uint64(1<<32 - 1)
-	if lo+1 < len(s) {
-		end = uint64(s[lo+1].start) - 1
-	}
-	return s[lo].id, prefixBits(u128{0, uint64(x)}, u128{0, uint64(s[lo].start)}, u128{0, end}, 32)
-}
-
-func (db *DB) find6(x u128) int {
-	lo, hi := db.ix6.bounds(x.hi)
-	s := db.v6
-	for hi-lo > 1 {
-		m := int(uint(lo+hi) >> 1)
-		if v := &s[m]; v.hi < x.hi || (v.hi == x.hi && v.lo <= x.lo) {
-			lo = m
-		} else {
-			hi = m
-		}
-	}
-	return lo
 }
 
 // NumLocations is the number of distinct Locations: every Location.ID is
@@ -324,18 +253,9 @@ func Open(path string, overrides []Override) (*DB, error) {
 	}
 
 	db.locs = b.locs
-	db.v4 = make([]ent4, len(r4))
-	for i, r := range r4 {
-		db.v4[i] = ent4{uint32(r.start.lo), r.id}
-	}
-	db.ix4 = newIndex(len(db.v4), func(i int) uint64 { return uint64(db.v4[i].start) << 32 }, 8)
-	db.v6 = make([]ent6, len(r6))
-	for i, r := range r6 {
-		db.v6[i] = ent6{r.start.hi, r.start.lo, r.id}
-	}
-	db.ix6 = newIndex(len(db.v6), func(i int) uint64 { return db.v6[i].hi }, 12)
+	db.tab.build(r4, r6, 16)
 	db.info.Ranges = len(r4) + len(r6)
-	db.info.TableBytes = 8*len(db.v4) + 24*len(db.v6) + db.ix4.bytes() + db.ix6.bytes() + len(db.locs)*64
+	db.info.TableBytes = db.tab.Bytes() + len(db.locs)*64
 	db.info.LoadDuration = time.Since(t0)
 	return db, nil
 }

@@ -6,13 +6,14 @@ import "math/bits"
 // entries, so that a lookup touches three or four cache lines instead of
 // the twenty levels of a search over millions of ranges (or of the
 // database's own bit-by-bit tree). Level 1 splits the space by the top 16
-// bits of the address; a level-1 bucket holding many ranges (the busy
+// bits of the address (fewer in a small derived Table); a level-1 bucket holding many ranges (the busy
 // /16s of IPv4, and 2001::/16, 2a02::/16, … of IPv6) gets a level-2 table
 // over just enough of the next bits to leave about two ranges per slot,
 // which keeps the index near 4 bytes per range.
 type index struct {
-	l1 []idxEntry // 1<<16 + 1 entries
-	l2 []uint32
+	l1    []idxEntry // 1<<l1bits + 1 entries
+	l2    []uint32
+	shift uint // 64 - l1bits: top>>shift is the level-1 bucket
 }
 
 type idxEntry struct {
@@ -25,26 +26,27 @@ type idxEntry struct {
 const heavyBucket = 8
 
 // newIndex indexes n sorted starts whose top 64 bits top(i) returns;
-// level-2 tables use at most maxBits bits.
-func newIndex(n int, top func(i int) uint64, maxBits int) index {
-	ix := index{l1: make([]idxEntry, 1<<16+1)}
+// level 1 splits by the top l1bits bits (at most 16), level-2 tables use
+// at most maxBits bits (at most 15, l1bits+maxBits at most 64).
+func newIndex(n int, top func(i int) uint64, l1bits, maxBits uint) index {
+	ix := index{l1: make([]idxEntry, 1<<l1bits+1), shift: 64 - l1bits}
 	k := 0
-	for b := range 1<<16 + 1 {
-		for k < n && top(k)>>48 < uint64(b) {
+	for b := range 1<<l1bits + 1 {
+		for k < n && top(k)>>ix.shift < uint64(b) {
 			k++
 		}
 		ix.l1[b] = idxEntry{first: uint32(k)}
 	}
-	for b := range 1 << 16 {
+	for b := range 1 << l1bits {
 		lo, hi := int(ix.l1[b].first), int(ix.l1[b+1].first)
 		if hi-lo <= heavyBucket {
 			continue
 		}
-		nb := uint(min(bits.Len(uint(hi-lo)/2), maxBits))
+		nb := min(uint(bits.Len(uint(hi-lo)/2)), maxBits)
 		ix.l1[b].sub = uint32(len(ix.l2))<<4 | uint32(nb)
 		k := lo
 		for j := range uint64(1) << nb {
-			bound := uint64(b)<<48 | j<<(48-nb)
+			bound := uint64(b)<<ix.shift | j<<(ix.shift-nb)
 			for k < hi && top(k) < bound {
 				k++
 			}
@@ -59,12 +61,12 @@ func newIndex(n int, top func(i int) uint64, maxBits int) index {
 // bounds returns [lo, hi): the range containing an address whose top 64
 // bits are top has an index in it.
 func (ix *index) bounds(top uint64) (lo, hi int) {
-	b := top >> 48
+	b := top >> ix.shift
 	e := ix.l1[b]
 	if nb := uint(e.sub & 15); nb == 0 {
 		lo, hi = int(e.first), int(ix.l1[b+1].first)
 	} else {
-		j := int(e.sub>>4) + int(top>>(48-nb)&(1<<nb-1))
+		j := int(e.sub>>4) + int(top>>(ix.shift-nb)&(1<<nb-1))
 		lo, hi = int(ix.l2[j]), int(ix.l2[j+1])
 	}
 	if lo > 0 {

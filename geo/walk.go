@@ -173,9 +173,9 @@ func (db *DB) walk(path string, b *builder, v4, v6 *runList) error {
 			if it.depth > 96 {
 				return corrupt("IPv4 subtree aliased at %v", u128Prefix(it.path, it.depth))
 			}
-			db.aliases = append(db.aliases, uint8(it.depth))
+			db.tab.aliases = append(db.tab.aliases, uint8(it.depth))
 			_, e := prefixRange(it.path, it.depth, 128)
-			if err := emit6(it.path, e, it.depth, aliasFlag|uint32(len(db.aliases)-1)); err != nil {
+			if err := emit6(it.path, e, it.depth, aliasFlag|uint32(len(db.tab.aliases)-1)); err != nil {
 				return err
 			}
 			if it.depth == 96 && it.path == (u128{}) {
