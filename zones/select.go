@@ -79,10 +79,15 @@ type poolSel struct {
 	has [2]bool // the pool has an address of the family at all
 	all []rank  // every site in file order, one tier (weighted; unknown location)
 	fo  []rank  // failover: by priority, then file order, each its own tier
-	// Geo: the site ranking for a client of each geo.Location.ID is
-	// geoOrders[geoIdx[id]]. Locations are many (a city database has
-	// ~10^5), distinct rankings few, so they are deduplicated.
-	geoIdx    []uint32
+	// Geo: the site ranking for a client address a is
+	// geoOrders[v] where v, bits = geoTab.Lookup(a), and every address of
+	// the /bits network around a has the same ranking. Locations are many
+	// (a city database has ~10^5), distinct rankings few, so they are
+	// deduplicated, and the table merges neighbouring networks with the
+	// same ranking: a few thousand ranges instead of millions, and the
+	// widest correct ECS scope. geoOrders[0] is the ranking of the
+	// unknown location (all sites tied: weighted order).
+	geoTab    *geo.Table
 	geoOrders [][]rank
 }
 
@@ -130,16 +135,24 @@ func (s *Snapshot) prepare() {
 	s.sel.numPools = len(s.PoolList)
 }
 
-// prepareGeo ranks p's sites for every location the geo DB knows, the way
-// gdnsd precomputes its per-network datacenter lists: a query then costs
-// one Lookup and two index operations.
+// prepareGeo ranks p's sites for every location the geo DB knows and
+// derives from the DB a table straight from address to ranking, the way
+// gdnsd precomputes its per-map network tree of datacenter lists: a query
+// then costs one table lookup, and the network that lookup returns spans
+// every neighbouring network with the same ranking, whatever their
+// locations. Two locations whose rankings are equal (every German city
+// for a pool with one site in Germany) give the same answer to every
+// client under every health state, so merging them is safe (SPEC §5.7).
 func (p *Pool) prepareGeo(db *geo.DB) {
 	n := db.NumLocations()
-	p.sel.geoIdx = make([]uint32, n)
+	byLoc := make([]uint32, n)
+	p.sel.geoOrders = nil
 	seen := map[string]uint32{}
 	buf := make([]rank, 0, len(p.Sites))
 	key := make([]byte, 0, 8*len(p.Sites))
 	for id := range n {
+		// ID 0 is the unknown location: it gets order 0, which the
+		// zero table falls back to.
 		buf = geoRanks(p, db.Location(int32(id)), buf)
 		key = key[:0]
 		for _, r := range buf {
@@ -152,8 +165,17 @@ func (p *Pool) prepareGeo(db *geo.DB) {
 			seen[string(key)] = i
 			p.sel.geoOrders = append(p.sel.geoOrders, slices.Clone(buf))
 		}
-		p.sel.geoIdx[id] = i
+		byLoc[id] = i
 	}
+	tab, err := db.Derive(byLoc)
+	if err != nil {
+		// Cannot happen (one value per location, each below the number
+		// of locations). The zero table answers the unknown order with
+		// scope 0 everywhere: the same answer for every client, so the
+		// scope is still correct.
+		tab = &geo.Table{}
+	}
+	p.sel.geoTab = tab
 }
 
 func siteSeed(pool, site string) uint64 {
@@ -367,10 +389,15 @@ func (v *View) selectPool(p *Pool, q *query, dst []netip.Addr, tr *Trace, depth 
 
 	affinity := p.Affinity == AffinityClientSubnet
 	var base []rank
+	orderBits := 0 // the network around the client with the same base order
 	switch p.Policy {
 	case PolicyGeo:
-		q.locate(v.Snap.Geo)
-		base = p.geoOrder(q.loc)
+		var oid uint32
+		oid, orderBits = p.sel.geoTab.Lookup(q.addr)
+		if q.mapped {
+			orderBits += 96
+		}
+		base = p.sel.geoOrders[oid]
 	case PolicyFailover:
 		base = p.sel.fo
 	default:
@@ -451,7 +478,7 @@ func (v *View) selectPool(p *Pool, q *query, dst []netip.Addr, tr *Trace, depth 
 	case total <= p.Answers, sites == 1 && !affinity:
 	default:
 		if p.Policy == PolicyGeo && sites > 1 {
-			geoScope = q.geoBits()
+			geoScope = orderBits
 		}
 		if affinity {
 			affScope = q.affinityBits()
@@ -460,6 +487,9 @@ func (v *View) selectPool(p *Pool, q *query, dst []netip.Addr, tr *Trace, depth 
 	r.Scope = uint8(max(geoScope, affScope))
 	if tr != nil {
 		tr.ScopeWhy = scopeReason(p, total, sites, affinity, geoScope, affScope)
+		if geoScope > 0 && geoScope < q.geoBits() {
+			tr.ScopeWhy += fmt.Sprintf(" (wider than the location's own /%d network: neighbouring networks whose site order is the same are merged)", q.geoBits())
+		}
 	}
 	return r
 }
@@ -472,15 +502,15 @@ func scopeReason(p *Pool, total, sites int, affinity bool, geoScope, affScope in
 	case sites == 1 && !affinity:
 		return "one site answers, rotating among its addresses: the answer does not depend on the client"
 	case p.Policy == PolicyGeo && sites > 1 && affinity && geoScope == affScope:
-		return fmt.Sprintf("the site order depends on the client location, the same in the whole /%d geo network, and affinity hashes the same /%d", geoScope, affScope)
+		return fmt.Sprintf("the site order depends on the client location, the same in the whole /%d network, and affinity hashes the same /%d", geoScope, affScope)
 	case p.Policy == PolicyGeo && sites > 1 && affinity && geoScope > affScope:
-		return fmt.Sprintf("the site order depends on the client location, the same in the whole /%d geo network, which lies inside the affinity network /%d", geoScope, affScope)
+		return fmt.Sprintf("the site order depends on the client location, the same in the whole /%d network, which lies inside the affinity network /%d", geoScope, affScope)
 	case affinity && p.Policy == PolicyGeo && sites > 1:
 		return fmt.Sprintf("affinity hashes the client network /%d, inside the /%d geo network", affScope, geoScope)
 	case affinity:
 		return fmt.Sprintf("affinity hashes the client network /%d", affScope)
 	case p.Policy == PolicyGeo:
-		return fmt.Sprintf("the site order depends on the client location, the same in the whole /%d geo network", geoScope)
+		return fmt.Sprintf("the site order depends on the client location, the same in the whole /%d network", geoScope)
 	}
 	return "the order does not depend on the client (" + policyName(p.Policy) + " without affinity)"
 }
@@ -541,20 +571,6 @@ func appendByScore(dst, addrs []netip.Addr, take int, key uint64) []netip.Addr {
 		dst = append(dst, addrs[idx[k]])
 	}
 	return dst
-}
-
-// geoOrder is the ranking of p's sites for a client at loc.
-func (p *Pool) geoOrder(loc *geo.Location) []rank {
-	if loc.Source == geo.SourceUnknown {
-		return p.sel.all
-	}
-	if id := int(loc.ID); id >= 0 && id < len(p.sel.geoIdx) {
-		return p.sel.geoOrders[p.sel.geoIdx[id]]
-	}
-	// Not a location of this snapshot's DB: cannot happen (the view's
-	// snapshot owns both), but rank it, allocating, rather than answer
-	// wrongly.
-	return geoRanks(p, loc, nil)
 }
 
 // geoClass places a site for a client location (SPEC §5.3, geo).
