@@ -289,12 +289,7 @@ func BenchmarkSelect(b *testing.B) {
 		{"failover", "fo", tA, pkt("127.0.1.5")},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			p := s.Pools[bc.pool]
-			dst := make([]netip.Addr, 0, 8)
-			b.ReportAllocs()
-			for b.Loop() {
-				v.Select(p, bc.qtype, bc.c, dst)
-			}
+			benchSelect(b, v, s.Pools[bc.pool], bc.qtype, []Client{bc.c})
 		})
 	}
 }
