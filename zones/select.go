@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/miekg/dns"
@@ -108,6 +109,9 @@ func (s *Snapshot) prepareSelection() error {
 
 func (s *Snapshot) prepare() {
 	seq := 0
+	// Pools over the same data centers (www, api, cdn, …) rank sites the
+	// same way: they share one table instead of each holding megabytes.
+	shared := map[string]*poolSel{}
 	for pi, p := range s.PoolList {
 		p.sel = poolSel{seq: pi, all: make([]rank, len(p.Sites))}
 		for i, site := range p.Sites {
@@ -128,7 +132,13 @@ func (s *Snapshot) prepare() {
 				p.sel.fo[i].tier = int32(i)
 			}
 		case PolicyGeo:
-			p.prepareGeo(s.Geo)
+			k := geoKey(p)
+			if o, ok := shared[k]; ok {
+				p.sel.geoTab, p.sel.geoOrders = o.geoTab, o.geoOrders
+			} else {
+				p.prepareGeo(s.Geo)
+				shared[k] = &p.sel
+			}
 		}
 	}
 	s.sel.numSites = seq
@@ -176,6 +186,16 @@ func (p *Pool) prepareGeo(db *geo.DB) {
 		tab = &geo.Table{}
 	}
 	p.sel.geoTab = tab
+}
+
+// geoKey is what geoRanks reads of p's sites, in file order: two pools
+// with the same key have the same rankings for every location.
+func geoKey(p *Pool) string {
+	var b strings.Builder
+	for _, s := range p.Sites {
+		fmt.Fprintf(&b, "%v|%v|%v|%v|%v;", s.HasCoords, math.Float64bits(s.Lat), math.Float64bits(s.Lon), s.Countries, s.Continents)
+	}
+	return b.String()
 }
 
 func siteSeed(pool, site string) uint64 {

@@ -197,8 +197,14 @@ func b2i(b bool) int {
 // TestGeoTableRanges checks that the per-pool tables are much smaller than
 // the DB's and report what they hold.
 func TestGeoTableRanges(t *testing.T) {
-	s := loadFiles(t, selNode, zoneText("geo", "g6"), selPools()+g6Pool)
+	s := loadFiles(t, selNode, zoneText("geo", "geoaff", "g6"), selPools()+g6Pool)
 	s.prepareSelection()
+	if s.Pools["geo"].sel.geoTab != s.Pools["geoaff"].sel.geoTab {
+		t.Error("pools geo and geoaff rank the same sites but do not share a table")
+	}
+	if s.Pools["geo"].sel.geoTab == s.Pools["g6"].sel.geoTab {
+		t.Error("pools geo and g6 rank different sites but share a table")
+	}
 	dbRanges := s.Geo.Info().Ranges
 	for _, name := range []string{"geo", "g6"} {
 		p := s.Pools[name]
