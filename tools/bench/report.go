@@ -147,10 +147,10 @@ func (r *report) print(w io.Writer) {
 	}
 	if len(r.scope) > 0 {
 		fmt.Fprintf(w, "\n### ECS scopes (geo A, one query per client network and server)\n\n")
-		fmt.Fprintf(w, "| client networks | n | same scope | gslbd wider | gslbd narrower | mean scope gslbd | mean scope gdnsd | same site | scopes too wide gslbd | scopes too wide gdnsd |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		fmt.Fprintf(w, "| client networks | n | same scope | gdnsd longer than source, gslbd = source | gslbd wider | gslbd narrower | mean scope gslbd | mean scope gdnsd | same site | scopes too wide gslbd | scopes too wide gdnsd |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, s := range r.scope {
-			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | /%.1f | /%.1f | %s | %d of %d | %d of %d |\n", s.family, s.n,
-				share(s.equal, s.n), share(s.wider, s.n), share(s.narrower, s.n),
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | /%.1f | /%.1f | %s | %d of %d | %d of %d |\n", s.family, s.n,
+				share(s.equal, s.n), share(s.capped, s.n), share(s.wider, s.n), share(s.narrower, s.n),
 				float64(s.sumG)/float64(s.n), float64(s.sumD)/float64(s.n), share(s.sameSite, s.n),
 				s.tooWide[0], s.probed[0], s.tooWide[1], s.probed[1])
 		}

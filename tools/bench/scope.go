@@ -18,6 +18,7 @@ type scopeStats struct {
 	family   string
 	n        int
 	equal    int // same scope prefix
+	capped   int // gdnsd's scope is longer than the source prefix, gslbd's is the source prefix
 	wider    int // gslbd's scope is shorter (wider) than gdnsd's
 	narrower int // gslbd's scope is longer (narrower)
 	sameSite int // both answered from the same site
@@ -151,6 +152,11 @@ func compareScopes(ctx context.Context, p *pair, nets *clientNets, n int) ([]sco
 			switch {
 			case g == d:
 				st.equal++
+			case d > list[i].Bits() && g == list[i].Bits():
+				// gdnsd reports the database network even when it is
+				// longer than the source prefix (RFC 7871 allows it);
+				// gslbd caps at the source prefix (SPEC §5.7).
+				st.capped++
 			case g < d:
 				st.wider++
 			default:
