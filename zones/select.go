@@ -445,11 +445,19 @@ func (v *View) selectPool(p *Pool, q *query, dst []netip.Addr, tr *Trace, depth 
 			}
 		}
 		if n := len(ord) - start; n > 1 {
-			keys = keys[:len(ord)]
-			for k := start; k < len(ord); k++ {
-				keys[k] = weightKey(p.Sites[ord[k]], affinity, q)
+			if affinity {
+				keys = keys[:len(ord)]
+				equal := true
+				for k := start; k < len(ord); k++ {
+					equal = equal && p.Sites[ord[k]].Weight == p.Sites[ord[start]].Weight
+				}
+				for k := start; k < len(ord); k++ {
+					keys[k] = affinityKey(p.Sites[ord[k]], q, equal)
+				}
+				sortByKey(ord[start:], keys[start:len(ord)])
+			} else {
+				drawWeighted(p, ord[start:])
 			}
-			sortByKey(ord[start:], keys[start:len(ord)])
 		}
 		i = j
 	}
@@ -535,23 +543,51 @@ func scopeReason(p *Pool, total, sites int, affinity bool, geoScope, affScope in
 	return "the order does not depend on the client (" + policyName(p.Policy) + " without affinity)"
 }
 
-// weightKey is the Efraimidis–Spirakis key of a site: sorting by it
-// ascending draws sites without replacement with probability ∝ weight.
-// Under affinity the uniform draw is the rendezvous score of the client
-// network and the site, so a site's key does not depend on the other sites:
-// when one disappears, only its clients move. Weight 0 sorts last (only
-// used when nothing else is eligible), in file order.
-func weightKey(s *Site, affinity bool, q *query) float64 {
+// affinityKey is the Efraimidis–Spirakis key of a site under affinity:
+// sorting by it ascending draws sites without replacement with
+// probability ∝ weight, where the uniform draw is the rendezvous score of
+// the client network and the site, so a site's key does not depend on
+// the other sites: when one disappears, only its clients move. When every
+// tied site has the same weight, -ln(u)/w orders them as -u does, and the
+// logarithm is skipped. Weight 0 sorts last (only used when nothing else
+// is eligible), in file order.
+func affinityKey(s *Site, q *query, equalWeights bool) float64 {
 	if s.Weight <= 0 {
 		return math.Inf(1)
 	}
-	var u float64
-	if affinity {
-		u = unit(mix64(q.key() ^ s.sel.seed))
-	} else {
-		u = 1 - rand.Float64()
+	u := unit(mix64(q.key() ^ s.sel.seed))
+	if equalWeights {
+		return -u
 	}
 	return -math.Log(u) / float64(s.Weight)
+}
+
+// drawWeighted orders tied sites at random, each next one drawn among the
+// rest with probability ∝ weight (successive sampling: the same
+// distribution as sorting by Efraimidis–Spirakis keys, without a
+// logarithm per site). Sites of weight 0 stay last, in file order.
+func drawWeighted(p *Pool, ord []int32) {
+	var total uint64
+	for _, si := range ord {
+		total += uint64(max(p.Sites[si].Weight, 0))
+	}
+	for pos := 0; pos < len(ord)-1 && total > 0; pos++ {
+		r := rand.Uint64N(total)
+		i := pos
+		for ; i < len(ord)-1; i++ {
+			w := uint64(max(p.Sites[ord[i]].Weight, 0))
+			if r < w {
+				break
+			}
+			r -= w
+		}
+		// Move the drawn site to pos, keeping the others in order so
+		// that weight-0 sites stay in file order.
+		si := ord[i]
+		copy(ord[pos+1:i+1], ord[pos:i])
+		ord[pos] = si
+		total -= uint64(p.Sites[si].Weight)
+	}
 }
 
 // sortByKey is an insertion sort of ord by keys, stable: the slices are a

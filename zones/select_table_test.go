@@ -218,3 +218,29 @@ func TestGeoTableRanges(t *testing.T) {
 		}
 	}
 }
+
+// TestAffinityKeyEqualWeights: with equal weights the cheap key (no
+// logarithm) orders sites exactly as the Efraimidis–Spirakis key does,
+// so the fast path changes no client's answer.
+func TestAffinityKeyEqualWeights(t *testing.T) {
+	s := loadSel(t, selPools())
+	p := s.Pools["waff"]
+	s.prepareSelection()
+	for i := range 5000 {
+		q := query{addr: netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1})}
+		var fast, slow [3]float64
+		for k, site := range p.Sites {
+			w := site.Weight
+			site.Weight = 100
+			fast[k], slow[k] = affinityKey(site, &q, true), affinityKey(site, &q, false)
+			site.Weight = w
+		}
+		for a := range 3 {
+			for b := range 3 {
+				if (fast[a] < fast[b]) != (slow[a] < slow[b]) {
+					t.Fatalf("%v: sites %d and %d ordered differently: fast %v, slow %v", q.addr, a, b, fast, slow)
+				}
+			}
+		}
+	}
+}
