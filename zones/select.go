@@ -432,16 +432,19 @@ func (v *View) selectPool(p *Pool, q *query, dst []netip.Addr, tr *Trace, depth 
 	if len(base) > maxStackSites {
 		ord, keys = make([]int32, 0, len(base)), make([]float64, 0, len(base))
 	}
-	var sites int
-	for i := 0; i < len(base); {
+	// Sites past those that fill the answer do not change it: the hot
+	// path stops after the tier that completes it (explain orders all).
+	have := 0
+	for i := 0; i < len(base) && (have < p.Answers || tr != nil); {
 		j := i + 1
 		for j < len(base) && base[j].tier == base[i].tier {
 			j++
 		}
 		start := len(ord)
 		for _, rk := range base[i:j] {
-			if len(v.sites[p.Sites[rk.site].sel.seq].addrs[set][q.fam]) > 0 {
+			if n := len(v.sites[p.Sites[rk.site].sel.seq].addrs[set][q.fam]); n > 0 {
 				ord = append(ord, rk.site)
+				have += n
 			}
 		}
 		if n := len(ord) - start; n > 1 {
@@ -461,17 +464,13 @@ func (v *View) selectPool(p *Pool, q *query, dst []netip.Addr, tr *Trace, depth 
 		}
 		i = j
 	}
-	sites = len(ord)
 	if pt != nil {
 		pt.traceOrder(v, p, q, base, ord, set, affinity)
 	}
 
 	// Fill: from the first site, spill into the next until Answers.
 	need := p.Answers
-	total := 0
-	for _, si := range ord {
-		total += len(v.sites[p.Sites[si].sel.seq].addrs[set][q.fam])
-	}
+	total, sites := ps.n[set][q.fam], ps.sites[set][q.fam]
 	for _, si := range ord {
 		if need <= 0 {
 			break

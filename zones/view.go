@@ -34,9 +34,11 @@ type siteView struct {
 	addrs [2][2][]netip.Addr
 }
 
-// poolView counts a pool's addresses by [set][family].
+// poolView counts a pool's addresses, and its sites with at least one,
+// by [set][family].
 type poolView struct {
-	n [2][2]int
+	n     [2][2]int
+	sites [2][2]int
 }
 
 // NewView computes the per-address state of s from h. A nil h means every
@@ -90,6 +92,9 @@ func (v *View) prepareSites() {
 					}
 					sv.addrs[set][fam] = backing[start:len(backing):len(backing)]
 					pv.n[set][fam] += len(backing) - start
+					if len(backing) > start {
+						pv.sites[set][fam]++
+					}
 				}
 			}
 		}
