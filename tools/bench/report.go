@@ -116,6 +116,7 @@ func (r *report) print(w io.Writer) {
 		gp, dp := perSec(g.completed, g.serverCPU), perSec(d.completed, d.serverCPU)
 		fmt.Fprintf(w, "| server CPU per run (s) | %.2f | %.2f | %s |\n", g.serverCPU.Seconds()/float64(g.runs), d.serverCPU.Seconds()/float64(d.runs), ratio(g.serverCPU.Seconds(), d.serverCPU.Seconds()))
 		fmt.Fprintf(w, "| queries per server CPU-second | %.0f | %.0f | %s |\n", gp, dp, ratio(gp, dp))
+		fmt.Fprintf(w, "| server CPU s / queries per CPU-s, per run | %s | %s | |\n", cpuRuns(r.perf, "gslbd"), cpuRuns(r.perf, "gdnsd"))
 		fmt.Fprintf(w, "| dnsperf CPU per run (s) | %.2f | %.2f | |\n", g.loadCPU.Seconds()/float64(g.runs), d.loadCPU.Seconds()/float64(d.runs))
 		fmt.Fprintf(w, "| queries lost | %d of %d | %d of %d | |\n", g.lost, g.sent, d.lost, d.sent)
 	}
@@ -215,6 +216,16 @@ func floats(xs []float64) string {
 	var s []string
 	for _, x := range xs {
 		s = append(s, fmt.Sprintf("%.0f", x))
+	}
+	return strings.Join(s, ", ")
+}
+
+func cpuRuns(runs []perfRun, server string) string {
+	var s []string
+	for _, r := range runs {
+		if r.server == server {
+			s = append(s, fmt.Sprintf("%.2f / %.0f", r.serverCPU.Seconds(), r.perCPU()))
+		}
 	}
 	return strings.Join(s, ", ")
 }
