@@ -87,7 +87,7 @@ func ratio(a, b float64) string {
 // print writes the results as Markdown, ready for docs/performance.md.
 func (r *report) print(w io.Writer) {
 	m := r.machine
-	fmt.Fprintf(w, "\n## gslbd vs gdnsd — %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(w, "\n### gslbd vs gdnsd — %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(w, "- machine: %d CPUs, %s, Linux %s; load average at start %s, at end %s\n", m.cpus, m.cpuModel, m.kernel, m.loadStart, loadAvg())
 	fmt.Fprintf(w, "- %s; %s; %s; %s\n", m.gslbdVer, m.gdnsdVer, m.perfVer, m.goVer)
 	fmt.Fprintf(w, "- GeoIP database: %s (%d located networks)\n", m.geoNote, r.netsTotal)
@@ -106,7 +106,7 @@ func (r *report) print(w io.Writer) {
 
 	if len(r.perf) > 0 {
 		g, d := aggregate(r.perf, "gslbd"), aggregate(r.perf, "gdnsd")
-		fmt.Fprintf(w, "\n### Throughput (%d × %s per server, interleaved; dnsperf -c %d -q %d -T 1)\n\n",
+		fmt.Fprintf(w, "\n#### Throughput (%d × %s per server, interleaved; dnsperf -c %d -q %d -T 1)\n\n",
 			g.runs, r.opts.duration, r.opts.clients, r.opts.outstand)
 		fmt.Fprintf(w, "| | gslbd | gdnsd | gslbd/gdnsd |\n|---|---:|---:|---:|\n")
 		gq, dq := mean(g.qps), mean(d.qps)
@@ -121,7 +121,7 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "| queries lost | %d of %d | %d of %d | |\n", g.lost, g.sent, d.lost, d.sent)
 	}
 	if len(r.latency) > 0 {
-		fmt.Fprintf(w, "\n### Latency at a fixed %d QPS (%d s per run, 2 runs each, every query timed with dnsperf -v)\n\n", r.opts.latRate, r.opts.latSecs)
+		fmt.Fprintf(w, "\n#### Latency at a fixed %d QPS (%d s per run, 2 runs each, every query timed with dnsperf -v)\n\n", r.opts.latRate, r.opts.latSecs)
 		fmt.Fprintf(w, "| | gslbd | gdnsd | gslbd/gdnsd |\n|---|---:|---:|---:|\n")
 		var lg, ld []time.Duration
 		var cg, cd perfRun
@@ -147,7 +147,7 @@ func (r *report) print(w io.Writer) {
 			ratio(cg.serverCPU.Seconds(), cd.serverCPU.Seconds()))
 	}
 	if len(r.scope) > 0 {
-		fmt.Fprintf(w, "\n### ECS scopes (geo A, one query per client network and server)\n\n")
+		fmt.Fprintf(w, "\n#### ECS scopes (geo A, one query per client network and server)\n\n")
 		fmt.Fprintf(w, "| client networks | n | same scope | gdnsd longer than source, gslbd = source | gslbd wider | gslbd narrower | mean scope gslbd | mean scope gdnsd | same site | scopes too wide gslbd | scopes too wide gdnsd |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, s := range r.scope {
 			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | /%.1f | /%.1f | %s | %d of %d | %d of %d |\n", s.family, s.n,
@@ -169,7 +169,7 @@ func (r *report) print(w io.Writer) {
 		}
 	}
 	if r.failover1 != nil || r.failover3 != nil {
-		fmt.Fprintf(w, "\n### Failover (gslbd; tcp check interval 1 s, fall 2; queries every %s; time from stopping the backend to the first answer without it, after which none holds it)\n\n", foQueryEvery)
+		fmt.Fprintf(w, "\n#### Failover (gslbd; tcp check interval 1 s, fall 2; queries every %s; time from stopping the backend to the first answer without it, after which none holds it)\n\n", foQueryEvery)
 		fmt.Fprintf(w, "| setup | trials | min | median | max |\n|---|---:|---:|---:|---:|\n")
 		for _, f := range []*failoverResult{r.failover1, r.failover3} {
 			if f == nil || len(f.trials) == 0 {
