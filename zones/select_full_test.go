@@ -95,21 +95,25 @@ func fullDB(tb testing.TB) string {
 func knownClients(db *geo.DB, n int, seed uint64) []netip.Addr {
 	rnd := rand.New(rand.NewPCG(seed, seed+1))
 	out := make([]netip.Addr, 0, n)
-	for tries := 0; len(out) < n && tries < 100*n; tries++ {
-		var a netip.Addr
-		if len(out)%2 == 0 {
-			v := rnd.Uint32()
-			a = netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-		} else {
-			var b [16]byte
-			hi, lo := 0x2000_0000_0000_0000|rnd.Uint64()>>3, rnd.Uint64()
-			for k := range 8 {
-				b[k], b[8+k] = byte(hi>>(56-8*k)), byte(lo>>(56-8*k))
+	for fam := range 2 {
+		// Most of 2000::/3 is unallocated: allow many tries per hit.
+		for found, tries := 0, 0; found < n/2 && tries < 2000*n; tries++ {
+			var a netip.Addr
+			if fam == 0 {
+				v := rnd.Uint32()
+				a = netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+			} else {
+				var b [16]byte
+				hi, lo := 0x2000_0000_0000_0000|rnd.Uint64()>>3, rnd.Uint64()
+				for k := range 8 {
+					b[k], b[8+k] = byte(hi>>(56-8*k)), byte(lo>>(56-8*k))
+				}
+				a = netip.AddrFrom16(b)
 			}
-			a = netip.AddrFrom16(b)
-		}
-		if loc, _ := db.Lookup(a); loc.Source != geo.SourceUnknown {
-			out = append(out, a)
+			if loc, _ := db.Lookup(a); loc.Source != geo.SourceUnknown {
+				out = append(out, a)
+				found++
+			}
 		}
 	}
 	return out
