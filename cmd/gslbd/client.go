@@ -454,7 +454,10 @@ func printTrace(w io.Writer, t *zones.Trace) {
 						taken += " (" + s.How + ")"
 					}
 				}
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d eligible\t%s\n", pos, s.Site, s.Reason, s.Eligible, taken)
+				if taken != "" {
+					taken = "\t" + taken // no empty last cell: it would pad the line with spaces
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d eligible%s\n", pos, s.Site, s.Reason, s.Eligible, taken)
 			}
 			tw.Flush()
 		}
