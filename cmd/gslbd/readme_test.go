@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"regexp"
 	"strings"
 	"testing"
@@ -90,5 +92,84 @@ func TestReadmeOfflineCommands(t *testing.T) {
 	}
 	if ran == 0 {
 		t.Fatal("README has no offline gslbd command to check")
+	}
+}
+
+// TestReadmeDigLines serves the example as `make run` does (on free ports)
+// and runs the README's `dig … www… +short` lines with the real dig,
+// comparing the addresses with the ones the README shows.
+func TestReadmeDigLines(t *testing.T) {
+	dig := requireTool(t, "dig")
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	example := filepath.Join(root, "example")
+	for _, rel := range []string{"zones/gslb.example.com.toml", "zones/gslb.example.org.toml", "pools/pools.toml"} {
+		b, err := os.ReadFile(filepath.Join("../../testdata/example", rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(example, rel), string(b))
+	}
+	db, err := os.ReadFile(geoDBPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(root, "geo/city.mmdb"), string(db))
+	cfg, err := os.ReadFile("../../testdata/example/gslbd.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNode{t: t, Name: "example", Dir: example, logBuf: &syncBuffer{},
+		DNS:   fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1", true)),
+		Admin: fmt.Sprintf("http://127.0.0.1:%d", freePort(t, "127.0.0.1", false)),
+	}
+	port := strings.TrimPrefix(n.DNS, "127.0.0.1:")
+	conf := strings.NewReplacer(
+		"127.0.0.1:5353", n.DNS,
+		"127.0.0.1:8053", strings.TrimPrefix(n.Admin, "http://"),
+		"127.0.0.1:7946", fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1", true)),
+	).Replace(string(cfg))
+	writeFile(t, filepath.Join(example, "gslbd.toml"), conf)
+	t.Cleanup(func() {
+		n.Stop()
+		if t.Failed() {
+			t.Logf("log of the example node:\n%s", tail(n.logBuf.String(), 40))
+		}
+	})
+	n.Start()
+
+	ran := 0
+	for _, b := range consoleBlock.FindAllSubmatch(readme, -1) {
+		lines := strings.Split(strings.TrimRight(string(b[1]), "\n"), "\n")
+		for i := 0; i < len(lines); i++ {
+			cmdline, ok := strings.CutPrefix(lines[i], "$ dig @127.0.0.1 -p 5353 www.")
+			if !ok || !strings.Contains(cmdline, "+short") {
+				continue
+			}
+			cmdline, _, _ = strings.Cut(cmdline, "#")
+			var want []string
+			for i+1 < len(lines) && !strings.HasPrefix(lines[i+1], "$ ") {
+				i++
+				want = append(want, strings.TrimSpace(lines[i]))
+			}
+			args := append([]string{"@127.0.0.1", "-p", port, "www." + strings.Fields(cmdline)[0]}, strings.Fields(cmdline)[1:]...)
+			out, err := exec.Command(dig, args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("dig %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			got := strings.Fields(string(out))
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("dig %s: README shows %v, the example answers %v", strings.Join(args, " "), want, got)
+			}
+			ran++
+		}
+	}
+	if ran < 3 {
+		t.Fatalf("checked %d README dig lines, want at least 3", ran)
 	}
 }
