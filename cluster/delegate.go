@@ -57,6 +57,13 @@ var errUnknownType = errors.New("unknown message type")
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	m := (*Mesh)(d)
 	msgs := m.broadcasts.GetBroadcasts(overhead, limit)
+	used := 0
+	for _, b := range msgs {
+		used += overhead + len(b)
+	}
+	if limit-used > overhead {
+		msgs = append(msgs, m.digests.GetBroadcasts(overhead, limit-used)...)
+	}
 	for _, b := range msgs {
 		m.stats.msgOut.Add(1)
 		m.stats.bytesOut.Add(uint64(len(b)))
@@ -173,7 +180,7 @@ func (m *Mesh) onDigest(buf []byte) error {
 		return nil // a relayed copy of a digest we already have
 	}
 	ms.lastTick = dg.T
-	m.queue("d\x00"+dg.M, buf)
+	m.queueDigest("d\x00"+dg.M, buf)
 	if n, h := ms.digest(); n == dg.N && h == dg.H {
 		stale := now.Sub(ms.confirmed) > 5*time.Second
 		ms.confirmed = now
@@ -328,6 +335,10 @@ func (b *bcast) Finished()       {}
 // queue broadcasts msg (copied: relayed buffers belong to memberlist).
 func (m *Mesh) queue(name string, msg []byte) {
 	m.broadcasts.QueueBroadcast(&bcast{name: name, msg: append([]byte(nil), msg...)})
+}
+
+func (m *Mesh) queueDigest(name string, msg []byte) {
+	m.digests.QueueBroadcast(&bcast{name: name, msg: append([]byte(nil), msg...)})
 }
 
 // job is a reliable message for the worker to send: msg, or this node's own

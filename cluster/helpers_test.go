@@ -87,14 +87,23 @@ func startMeshes(t testing.TB, n int, tweak func(i int, o *Options)) []*Mesh {
 		}
 		ms = append(ms, startMesh(t, o))
 	}
-	waitFor(t, 20*time.Second, "all members alive", func() bool {
+	start := time.Now()
+	for {
+		var counts []int
+		all := true
 		for _, m := range ms {
-			if aliveCount(m) != n {
-				return false
-			}
+			c := aliveCount(m)
+			counts = append(counts, c)
+			all = all && c == n
 		}
-		return true
-	})
+		if all {
+			break
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("after %v not every node sees all %d members alive: %v", time.Since(start), n, counts)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return ms
 }
 

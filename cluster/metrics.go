@@ -92,5 +92,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	h := m.health.Load()
 	ch <- prometheus.MustNewConstMetric(descDown, prometheus.GaugeValue, float64(len(h.down)))
 	ch <- prometheus.MustNewConstMetric(descDrains, prometheus.GaugeValue, float64(len(h.drained)))
-	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(m.broadcasts.NumQueued()))
+	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(m.broadcasts.NumQueued()+m.digests.NumQueued()))
 }
