@@ -178,6 +178,7 @@ func fetchGeoLite(ctx context.Context, cache string, log *slog.Logger) error {
 type machine struct {
 	cpus      int
 	cpuModel  string
+	cpuMHz    string
 	kernel    string
 	loadStart string
 	gslbdVer  string
@@ -193,9 +194,13 @@ func collectMachine(ctx context.Context, gslbd string) (machine, error) {
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			k, v, ok := strings.Cut(sc.Text(), ":")
+			switch k = strings.TrimSpace(k); {
+			case !ok:
+			case k == "model name" && m.cpuModel == "":
 				m.cpuModel = strings.TrimSpace(v)
-				break
+			case k == "cpu MHz" && m.cpuMHz == "":
+				m.cpuMHz = strings.TrimSpace(v)
 			}
 		}
 	}

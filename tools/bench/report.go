@@ -88,7 +88,8 @@ func ratio(a, b float64) string {
 func (r *report) print(w io.Writer) {
 	m := r.machine
 	fmt.Fprintf(w, "\n### gslbd vs gdnsd — %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(w, "- machine: %d CPUs, %s, Linux %s; load average at start %s, at end %s\n", m.cpus, m.cpuModel, m.kernel, m.loadStart, loadAvg())
+	fmt.Fprintf(w, "- machine: %d CPUs (nproc), %s at %s MHz, Linux %s; load average at start %s, at end %s (the harness's own server and dnsperf add about 2 while they run)\n",
+		m.cpus, m.cpuModel, m.cpuMHz, m.kernel, m.loadStart, loadAvg())
 	fmt.Fprintf(w, "- %s; %s; %s; %s\n", m.gslbdVer, m.gdnsdVer, m.perfVer, m.goVer)
 	fmt.Fprintf(w, "- GeoIP database: %s (%d located networks)\n", m.geoNote, r.netsTotal)
 	if r.opts.serverCPU >= 0 && r.opts.loadCPU >= 0 {
