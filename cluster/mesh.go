@@ -358,7 +358,9 @@ func (m *Mesh) loop(ctx context.Context) {
 	const every = 250 * time.Millisecond
 	t := time.NewTimer(rand.N(every))
 	defer t.Stop()
+	m.mu.Lock() // digestEvery is read under mu: tests change it on a running mesh
 	nextDigest := time.Now().Add(rand.N(m.digestEvery))
+	m.mu.Unlock()
 	for {
 		select {
 		case <-ctx.Done():
