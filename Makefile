@@ -23,9 +23,9 @@ run: build ## serve testdata/example on 127.0.0.1:5353 (admin on :8053) with dem
 	@bin/demo-backends & pid=$$!; trap 'kill $$pid 2>/dev/null' EXIT INT TERM; \
 		$(BIN) serve -config $(EXAMPLE)/gslbd.toml
 
-test: lint ## run every test (unit, wire, fuzz seeds, real dig/unbound/chromium end-to-end)
+test: lint ## run every test with the race detector (unit, wire, fuzz seeds, real dig/unbound/chromium end-to-end)
 	$(GO) build ./$(EXAMPLE)/backends ./testdata/geo/gen
-	$(GO) test -count=1 -timeout 8m ./...
+	$(GO) test -race -count=1 -timeout 8m ./...
 
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
