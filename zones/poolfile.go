@@ -170,37 +170,24 @@ func (c *checkSpec) over(o *checkSpec) *checkSpec {
 		m.from[k] = v
 	}
 	m.table = o.table
-	if o.typ != nil {
-		m.typ = o.typ
-	}
-	if o.port != nil {
-		m.port = o.port
-	}
-	if o.path != nil {
-		m.path = o.path
-	}
-	if o.host != nil {
-		m.host = o.host
-	}
-	if o.expect != nil {
-		m.expect = o.expect
-	}
-	if o.interval != nil {
-		m.interval = o.interval
-	}
-	if o.timeout != nil {
-		m.timeout = o.timeout
-	}
-	if o.rise != nil {
-		m.rise = o.rise
-	}
-	if o.fall != nil {
-		m.fall = o.fall
-	}
-	if o.insecure != nil {
-		m.insecure = o.insecure
-	}
+	overlay(&m.typ, o.typ)
+	overlay(&m.port, o.port)
+	overlay(&m.path, o.path)
+	overlay(&m.host, o.host)
+	overlay(&m.expect, o.expect)
+	overlay(&m.interval, o.interval)
+	overlay(&m.timeout, o.timeout)
+	overlay(&m.rise, o.rise)
+	overlay(&m.fall, o.fall)
+	overlay(&m.insecure, o.insecure)
 	return &m
+}
+
+// overlay replaces *dst with src when the override set the key.
+func overlay[T any](dst **T, src *T) {
+	if src != nil {
+		*dst = src
+	}
 }
 
 // resolve applies the defaults and checks the combination. Keys that do
