@@ -174,7 +174,9 @@ func (c *checkSpec) over(o *checkSpec) *checkSpec {
 	overlay(&m.port, o.port)
 	overlay(&m.path, o.path)
 	overlay(&m.host, o.host)
-	overlay(&m.expect, o.expect)
+	if o.expect != nil {
+		m.expect = o.expect
+	}
 	overlay(&m.interval, o.interval)
 	overlay(&m.timeout, o.timeout)
 	overlay(&m.rise, o.rise)
