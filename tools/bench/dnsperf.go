@@ -67,6 +67,9 @@ func runDnsperf(ctx context.Context, o options, s *server, args []string, verbos
 		return perfRun{}, err
 	}
 	pid := s.proc.cmd.Process.Pid
+	if dead, why := s.proc.exited(); dead {
+		return perfRun{}, fmt.Errorf("server died before the run: %s", why)
+	}
 	cpu0, err := cpuTime(pid)
 	if err != nil {
 		return perfRun{}, err
@@ -91,15 +94,15 @@ func runDnsperf(ctx context.Context, o options, s *server, args []string, verbos
 	}
 	_, _ = io.Copy(io.Discard, stdout)
 	werr := cmd.Wait()
+	if dead, why := s.proc.exited(); dead {
+		return perfRun{}, fmt.Errorf("server died under load: %s", why)
+	}
 	cpu1, err := cpuTime(pid)
 	if err != nil {
 		return perfRun{}, err
 	}
 	if werr != nil {
 		return perfRun{}, fmt.Errorf("dnsperf against %s: %w: %s %s", s.name, werr, stderr.String(), summary.String())
-	}
-	if dead, why := s.proc.exited(); dead {
-		return perfRun{}, fmt.Errorf("server died under load: %s", why)
 	}
 	r, err := parseSummary(summary.String())
 	if err != nil {
