@@ -49,6 +49,10 @@ type Config struct {
 	// own reader goroutine, per listen address (default GOMAXPROCS): the
 	// kernel spreads packets over them, so readers never share a lock.
 	UDPSockets int
+	// UDPBatch is how many datagrams one system call reads or writes on
+	// Linux (recvmmsg/sendmmsg; default 64). 1 selects the portable loop
+	// of one read and one write per query, which other systems always use.
+	UDPBatch int
 	// QueryLogSample logs this share (0..1) of queries at Info; 0 logs none.
 	QueryLogSample float64
 }
@@ -69,6 +73,9 @@ func (c *Config) defaults() {
 	}
 	if !haveReusePort {
 		c.UDPSockets = 1
+	}
+	if c.UDPBatch <= 0 {
+		c.UDPBatch = defaultUDPBatch
 	}
 }
 
@@ -295,11 +302,24 @@ func (s *Server) closeListenersLocked() {
 	s.udp, s.tcp = nil, nil
 }
 
-// serveUDP is one socket's reader. Its two buffers are its own for life,
-// so the loop allocates nothing.
+// defaultUDPBatch is the recvmmsg/sendmmsg batch size. Measured on two
+// cores under dnsperf, 64 costs ~256 KiB of buffers per reader.
+const defaultUDPBatch = 64
+
+// serveUDP is one socket's reader: batched where the system allows it,
+// else the portable loop.
 func (s *Server) serveUDP(c *net.UDPConn) {
 	defer s.wg.Done()
 	defer c.Close()
+	if haveBatch && s.cfg.UDPBatch > 1 && s.serveUDPBatch(c, s.cfg.UDPBatch) {
+		return
+	}
+	s.serveUDPEach(c)
+}
+
+// serveUDPEach reads and answers one datagram per pair of system calls.
+// Its two buffers are its own for life, so the loop allocates nothing.
+func (s *Server) serveUDPEach(c *net.UDPConn) {
 	in := make([]byte, maxTCP)
 	out := make([]byte, 0, max(maxTCP, int(s.cfg.UDPSize)))
 	for {
