@@ -103,6 +103,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	udp     []*net.UDPConn
+	raw     map[int]struct{} // detached UDP sockets being read (Linux batching)
 	tcp     []*net.TCPListener
 	conns   map[net.Conn]struct{}
 	addrs   []netip.AddrPort
@@ -124,6 +125,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server {
 		log:   log.With("component", "dns"),
 		ctr:   newCounterSet(),
 		conns: map[net.Conn]struct{}{},
+		raw:   map[int]struct{}{},
 		done:  make(chan struct{}),
 	}
 	s.scratch.New = func() any { return &scratch{} }
@@ -284,6 +286,7 @@ func (s *Server) stop() {
 	for _, c := range s.udp {
 		c.SetReadDeadline(past)
 	}
+	s.wakeRawLocked()
 	for _, l := range s.tcp {
 		l.SetDeadline(past)
 	}
