@@ -8,6 +8,34 @@
 // pointers into the question. It loads the view from an atomic.Pointer
 // once per query, takes no lock and, warmed up, allocates nothing.
 // miekg/dns packs the zone data at Publish time and serves the tests.
+//
+// # UDP
+//
+// Each listen address has Config.UDPSockets SO_REUSEPORT sockets, each
+// with one reader. On Linux a reader works in batches (udp_linux.go): one
+// recvmmsg takes every datagram that has queued up, up to
+// Config.UDPBatch, Handle answers each into its own preallocated slot,
+// and one sendmmsg sends all the answers to the source addresses exactly
+// as the kernel reported them. The socket is taken out of Go's netpoller
+// and read with blocking calls on the reader's thread, as gdnsd does: a
+// netpoller socket pays an epoll callback for write readiness on every
+// datagram sent and a goroutine park and wake-up on every empty read.
+// Under dnsperf on loopback this took gslbd from ~88k to ~112k queries
+// per server CPU-second; the rest is the kernel delivering the packets.
+// Datagrams over 4096 bytes are dropped there (no query is that big).
+// Elsewhere, or with UDPBatch = 1, a reader does one ReadFrom and one
+// WriteTo per query.
+//
+// Neither loop sets IP_PKTINFO: on a wildcard address (0.0.0.0, ::) the
+// kernel picks the source address of each answer by its routing table,
+// which on a multi-homed host may differ from the address the query was
+// sent to; resolvers drop such answers. Listen on specific addresses.
+//
+// A reader blocked in recvmmsg holds its thread in a system call, and the
+// Go scheduler takes a P away from such a thread (and wakes another
+// thread to hold it) unless a spare P is idle: GOMAXPROCS above
+// UDPSockets avoids that churn (measured: 122k against 112k queries per
+// CPU-second with one socket on one pinned CPU at GOMAXPROCS 2 and 1).
 package dnsserver
 
 import (
@@ -48,6 +76,8 @@ type Config struct {
 	// UDPSockets is the number of SO_REUSEPORT UDP sockets, each with its
 	// own reader goroutine, per listen address (default GOMAXPROCS): the
 	// kernel spreads packets over them, so readers never share a lock.
+	// More readers than CPUs cost more than they bring (measured: two on
+	// one CPU answer ~12% fewer queries per CPU-second than one).
 	UDPSockets int
 	// UDPBatch is how many datagrams one system call reads or writes on
 	// Linux (recvmmsg/sendmmsg; default 64). 1 selects the portable loop
@@ -305,8 +335,10 @@ func (s *Server) closeListenersLocked() {
 	s.udp, s.tcp = nil, nil
 }
 
-// defaultUDPBatch is the recvmmsg/sendmmsg batch size. Measured on two
-// cores under dnsperf, 64 costs ~256 KiB of buffers per reader.
+// defaultUDPBatch is the recvmmsg/sendmmsg batch size. Under dnsperf on
+// loopback a batch held ~11 datagrams on average (17k system calls a
+// second at ~97k QPS); 64 leaves room for bursts at ~330 KiB of buffers
+// per reader.
 const defaultUDPBatch = 64
 
 // serveUDP is one socket's reader: batched where the system allows it,
