@@ -20,8 +20,9 @@
 // and read with blocking calls on the reader's thread, as gdnsd does: a
 // netpoller socket pays an epoll callback for write readiness on every
 // datagram sent and a goroutine park and wake-up on every empty read.
-// Under dnsperf on loopback this took gslbd from ~88k to ~112k queries
-// per server CPU-second; the rest is the kernel delivering the packets.
+// Under dnsperf on loopback (gslbd on one pinned CPU) this took it from
+// ~82k to ~114k queries per server CPU-second and from ~79k to ~110k
+// QPS; most of what remains is the kernel delivering the packets.
 // Datagrams over 4096 bytes are dropped there (no query is that big).
 // Elsewhere, or with UDPBatch = 1, a reader does one ReadFrom and one
 // WriteTo per query.
@@ -32,10 +33,12 @@
 // sent to; resolvers drop such answers. Listen on specific addresses.
 //
 // A reader blocked in recvmmsg holds its thread in a system call, and the
-// Go scheduler takes a P away from such a thread (and wakes another
-// thread to hold it) unless a spare P is idle: GOMAXPROCS above
-// UDPSockets avoids that churn (measured: 122k against 112k queries per
-// CPU-second with one socket on one pinned CPU at GOMAXPROCS 2 and 1).
+// Go scheduler's monitor takes the P away from such a thread (and wakes
+// another thread to hold it) unless a spare P is idle: about 6% of the
+// CPU samples under load. GOMAXPROCS above UDPSockets avoids that; with
+// one socket on one CPU, GOMAXPROCS 2 measured from 5% fewer to 9% more
+// queries per CPU-second than 1, within the noise of a shared machine, so
+// the default stays one socket per P.
 package dnsserver
 
 import (
@@ -77,7 +80,7 @@ type Config struct {
 	// own reader goroutine, per listen address (default GOMAXPROCS): the
 	// kernel spreads packets over them, so readers never share a lock.
 	// More readers than CPUs cost more than they bring (measured: two on
-	// one CPU answer ~12% fewer queries per CPU-second than one).
+	// one CPU answer 12–15% fewer queries per CPU-second than one).
 	UDPSockets int
 	// UDPBatch is how many datagrams one system call reads or writes on
 	// Linux (recvmmsg/sendmmsg; default 64). 1 selects the portable loop
