@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -174,7 +175,7 @@ func (n *node) logChanges(old, v *zones.View) {
 					verdict = "up"
 				}
 				key := v.Snap.Targets[a.Target].Key
-				n.log.Info("verdict changed", "addr", a.Addr, "verdict", verdict, "votes", n.mesh.Votes(key), "target", key)
+				n.log.Info("verdict changed", "addr", a.Addr, "verdict", verdict, "votes", formatVotes(n.mesh.Votes(key)), "target", key)
 			}
 		}
 	}
@@ -313,4 +314,18 @@ func (n *node) shutdown(stopMon context.CancelFunc, wg *sync.WaitGroup) {
 			n.log.Warn("shutdown admin", "err", err)
 		}
 	}
+}
+
+// formatVotes renders monitor votes as "ns1=up ns2=down", sorted by name.
+func formatVotes(votes map[string]bool) string {
+	parts := make([]string, 0, len(votes))
+	for name, up := range votes {
+		v := "down"
+		if up {
+			v = "up"
+		}
+		parts = append(parts, name+"="+v)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
 }
