@@ -6,8 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -22,6 +20,7 @@ import (
 	"time"
 
 	"gslbd/admin"
+	"gslbd/cluster"
 	"gslbd/zones"
 )
 
@@ -501,10 +500,6 @@ func plural(n int, what string) string {
 	return strconv.Itoa(n) + " " + what + "s"
 }
 
-// keyBytes is the size of a mesh key: memberlist takes 16, 24 or 32 bytes
-// (AES-128/192/256); we make AES-256 keys.
-const keyBytes = 32
-
 // cmdKeygen: gslbd keygen [-json]. Prints a new random mesh key, base64.
 func cmdKeygen(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keygen", "gslbd keygen [-json]", stderr)
@@ -516,9 +511,7 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return usageError(stderr, fs, "unexpected argument %q", pos[0])
 	}
-	key := make([]byte, keyBytes)
-	rand.Read(key) // never fails (crypto/rand, Go 1.24+)
-	enc := base64.StdEncoding.EncodeToString(key)
+	enc := cluster.GenerateKey()
 	if *asJSON {
 		printJSON(stdout, map[string]string{"key": enc})
 		return exitOK

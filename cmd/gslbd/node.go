@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,7 +57,7 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 
 	var key []byte
 	if cfg.Cluster.SecretFile != "" {
-		if key, err = readKey(cfg.Cluster.SecretFile); err != nil {
+		if key, err = cluster.ReadKeyFile(cfg.Cluster.SecretFile); err != nil {
 			return nil, err
 		}
 	}
@@ -126,21 +125,6 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 
 // View is the view in force; admin reads it through this.
 func (n *node) View() *zones.View { return n.view.Load() }
-
-func readKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read mesh key: %w", err)
-	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("read mesh key %s: not base64: %w", path, err)
-	}
-	if len(key) != 16 && len(key) != 24 && len(key) != 32 {
-		return nil, fmt.Errorf("read mesh key %s: %d bytes, want 32 (gslbd keygen makes one)", path, len(key))
-	}
-	return key, nil
-}
 
 // publish builds a view from the snapshot and the mesh's verdicts and hands
 // it to every reader. Callers hold n.mu.
