@@ -65,12 +65,45 @@ type State struct {
 	Published []*Key
 	KSKs      []*Key
 	ZSKs      []*Key
-	// DNSKEY, CDS and CDNSKEY are the apex RRsets, packed as
-	// TYPE CLASS TTL RDLENGTH RDATA (the owner left to the writer) and
-	// in canonical order. CDS and CDNSKEY (RFC 7344) name the SEP keys
-	// that are published and not yet retired, so a parent that reads them
-	// follows a KSK rollover; they are empty when no such key exists.
-	DNSKEY, CDS, CDNSKEY [][]byte
+	// DNSKEY, CDS and CDNSKEY are the apex RRsets. CDS and CDNSKEY
+	// (RFC 7344) name the SEP keys that are published and not yet
+	// retired, so a parent that reads them follows a KSK rollover; they
+	// are empty when no such key exists.
+	DNSKEY, CDS, CDNSKEY Packed
+}
+
+// Packed is an RRset packed for a writer: each tail is TYPE CLASS TTL
+// RDLENGTH RDATA (the owner is the writer's to add), in canonical order.
+type Packed struct {
+	Type  uint16
+	TTL   uint32
+	Tails [][]byte
+	Rdata [][]byte // the RDATA of each tail
+	Size  int      // the tails' total length
+}
+
+func (p *Packed) add(tail []byte) {
+	p.Tails = append(p.Tails, tail)
+	p.Rdata = append(p.Rdata, tail[10:])
+	p.Size += len(tail)
+}
+
+// Set returns the apex RRset of type t (DNSKEY, CDS or CDNSKEY), nil for
+// another type or when it is empty.
+func (st *State) Set(t uint16) *Packed {
+	var p *Packed
+	switch t {
+	case dns.TypeDNSKEY:
+		p = &st.DNSKEY
+	case dns.TypeCDS:
+		p = &st.CDS
+	case dns.TypeCDNSKEY:
+		p = &st.CDNSKEY
+	}
+	if p == nil || len(p.Tails) == 0 {
+		return nil
+	}
+	return p
 }
 
 // foreverUnix is the Until of a state that no timing event ends.
@@ -138,17 +171,26 @@ func (z *Zone) compute(t time.Time) *State {
 	for _, k := range st.Published {
 		sep = sep || k.SEP()
 	}
+	var dnskey, cds, cdnskey [][]byte
 	for _, k := range st.Published {
-		st.DNSKEY = append(st.DNSKEY, packTail(withTTL(k.DNSKEY, z.TTL)))
+		dnskey = append(dnskey, packTail(withTTL(k.DNSKEY, z.TTL)))
 		if (k.SEP() || !sep) && (k.Inactive.IsZero() || t.Before(k.Inactive)) {
 			ds := k.DNSKEY.ToDS(dns.SHA256)
 			ds.Hdr.Ttl = z.TTL
-			st.CDS = append(st.CDS, packTail(ds.ToCDS()))
-			st.CDNSKEY = append(st.CDNSKEY, packTail(withTTL(k.DNSKEY, z.TTL).ToCDNSKEY()))
+			cds = append(cds, packTail(ds.ToCDS()))
+			cdnskey = append(cdnskey, packTail(withTTL(k.DNSKEY, z.TTL).ToCDNSKEY()))
 		}
 	}
-	for _, set := range [][][]byte{st.DNSKEY, st.CDS, st.CDNSKEY} {
-		slices.SortFunc(set, func(a, b []byte) int { return compareBytes(a[10:], b[10:]) })
+	for _, set := range []struct {
+		dst   *Packed
+		t     uint16
+		tails [][]byte
+	}{{&st.DNSKEY, dns.TypeDNSKEY, dnskey}, {&st.CDS, dns.TypeCDS, cds}, {&st.CDNSKEY, dns.TypeCDNSKEY, cdnskey}} {
+		slices.SortFunc(set.tails, func(a, b []byte) int { return compareBytes(a[10:], b[10:]) })
+		set.dst.Type, set.dst.TTL = set.t, z.TTL
+		for _, tail := range set.tails {
+			set.dst.add(tail)
+		}
 	}
 	return st
 }

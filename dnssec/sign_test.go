@@ -195,8 +195,8 @@ func TestKeyRolesAndTiming(t *testing.T) {
 		if !slices.Equal(tags(st.Published), tags(c.pub)) || !slices.Equal(tags(st.KSKs), tags(c.ksks)) || !slices.Equal(tags(st.ZSKs), tags(c.zsk)) {
 			t.Errorf("at %v: published %v ksk %v zsk %v", c.at, tags(st.Published), tags(st.KSKs), tags(st.ZSKs))
 		}
-		if len(st.DNSKEY) != len(c.pub) || len(st.CDS) != 1 || len(st.CDNSKEY) != 1 {
-			t.Errorf("at %v: %d DNSKEY %d CDS %d CDNSKEY", c.at, len(st.DNSKEY), len(st.CDS), len(st.CDNSKEY))
+		if len(st.DNSKEY.Tails) != len(c.pub) || len(st.CDS.Tails) != 1 || len(st.CDNSKEY.Tails) != 1 {
+			t.Errorf("at %v: %d DNSKEY %d CDS %d CDNSKEY", c.at, len(st.DNSKEY.Tails), len(st.CDS.Tails), len(st.CDNSKEY.Tails))
 		}
 		if z.At(c.at.Add(30*time.Minute)) != st {
 			t.Errorf("at %v: state recomputed within its stretch", c.at)
@@ -209,8 +209,8 @@ func TestKeyRolesAndTiming(t *testing.T) {
 	// One combined key signs everything; a lone ZSK too.
 	for _, k := range []*Key{newKey(t, ED25519, true, Timing{}), newKey(t, ED25519, false, Timing{})} {
 		st := newZone(t, k).At(t0)
-		if len(st.Signers(dns.TypeA)) != 1 || len(st.Signers(dns.TypeDNSKEY)) != 1 || len(st.CDS) != 1 {
-			t.Errorf("single key (sep %v): %d signers of A, %d of DNSKEY, %d CDS", k.SEP(), len(st.Signers(dns.TypeA)), len(st.Signers(dns.TypeDNSKEY)), len(st.CDS))
+		if len(st.Signers(dns.TypeA)) != 1 || len(st.Signers(dns.TypeDNSKEY)) != 1 || len(st.CDS.Tails) != 1 {
+			t.Errorf("single key (sep %v): %d signers of A, %d of DNSKEY, %d CDS", k.SEP(), len(st.Signers(dns.TypeA)), len(st.Signers(dns.TypeDNSKEY)), len(st.CDS.Tails))
 		}
 	}
 

@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"encoding/binary"
 	"net/netip"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -107,6 +108,11 @@ func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
 	if q.qclass != dns.ClassINET {
 		return s.finish(&w, &q, pkt, rcRefused)
 	}
+	if q.qtype == dns.TypeNXNAME {
+		// RFC 9824 §3.5: NXNAME is a meta-type of compact denial, never a
+		// question.
+		return s.finish(&w, &q, pkt, rcFormErr)
+	}
 	// The closest enclosing zone: the longest suffix of the name, at a
 	// label boundary, that is an origin of ours.
 	var z *zone
@@ -140,6 +146,11 @@ func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
 		client = zones.Client{Addr: q.ecsIP, ECS: true, SourcePrefix: q.ecsSource}
 	}
 	r := resolver{st: st, z: z, q: &q, w: &w, soaPtr: uint16(headerLen + zoff)}
+	if z.keys != nil {
+		r.sg.now = time.Now()
+		r.sg.st = z.keys.At(r.sg.now)
+		r.sg.sign = q.do
+	}
 	rc = r.resolve(s, client)
 	w.limit += reserve
 	if w.tc && !tcp {

@@ -59,6 +59,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"gslbd/dnssec"
 	"gslbd/zones"
 )
 
@@ -88,6 +89,9 @@ type Config struct {
 	UDPBatch int
 	// QueryLogSample logs this share (0..1) of queries at Info; 0 logs none.
 	QueryLogSample float64
+	// SignatureCache is how many RRSIG sets of signed zones are kept
+	// (default dnssec.DefaultCacheEntries); it bounds the cache's memory.
+	SignatureCache int
 }
 
 func (c *Config) defaults() {
@@ -129,6 +133,7 @@ type Server struct {
 	pubMu sync.Mutex // serialises Publish so a table is compiled once per snapshot
 
 	scratch sync.Pool // *scratch
+	sigs    *dnssec.Cache // signatures of signed zones, kept across reloads
 	bufs    sync.Pool // *[]byte of 2+65535: a TCP message with its length
 
 	sampleEvery uint64
@@ -160,6 +165,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server {
 		conns: map[net.Conn]struct{}{},
 		raw:   map[int]struct{}{},
 		done:  make(chan struct{}),
+		sigs:  dnssec.NewCache(cfg.SignatureCache),
 	}
 	s.scratch.New = func() any { return &scratch{} }
 	s.bufs.New = func() any { b := make([]byte, 2+maxTCP); return &b }
