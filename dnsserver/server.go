@@ -88,6 +88,9 @@ type Config struct {
 	UDPBatch int
 	// QueryLogSample logs this share (0..1) of queries at Info; 0 logs none.
 	QueryLogSample float64
+	// RRL is response rate limiting of UDP answers; off unless
+	// RRL.ResponsesPerSecond > 0. SetRRL changes it later.
+	RRL RRLConfig
 }
 
 func (c *Config) defaults() {
@@ -126,7 +129,10 @@ type Server struct {
 	log   *slog.Logger
 	ctr   *counterSet
 	state atomic.Pointer[published]
-	pubMu sync.Mutex // serialises Publish so a table is compiled once per snapshot
+	pubMu sync.Mutex // serialises Publish, SetRRL and SetCookieSecret
+
+	rrl     atomic.Pointer[limiter]       // nil: no rate limiting
+	cookies atomic.Pointer[cookieSecrets] // set by New; replaced by SetCookieSecret
 
 	scratch sync.Pool // *scratch
 	bufs    sync.Pool // *[]byte of 2+65535: a TCP message with its length
@@ -162,6 +168,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server {
 		done:  make(chan struct{}),
 	}
 	s.scratch.New = func() any { return &scratch{} }
+	s.cookies.Store(&cookieSecrets{cur: RandomCookieSecret()})
+	if cfg.RRL.Enabled() {
+		s.rrl.Store(newLimiter(cfg.RRL))
+	}
 	s.bufs.New = func() any { b := make([]byte, 2+maxTCP); return &b }
 	if cfg.QueryLogSample > 0 {
 		s.sampleEvery = uint64(max(1, 1/min(cfg.QueryLogSample, 1)))
