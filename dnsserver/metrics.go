@@ -80,8 +80,10 @@ type counterSet struct {
 	dropped    atomic.Uint64
 	tcpOpened  atomic.Uint64
 	tcpRefused atomic.Uint64
-	tcpOpen    atomic.Int64
-	sampled    atomic.Uint64
+	// tcpSourceRefused counts the refusals due to the per-source cap.
+	tcpSourceRefused atomic.Uint64
+	tcpOpen          atomic.Int64
+	sampled          atomic.Uint64
 
 	rrlLimited [rrlClasses]atomic.Uint64
 	rrlSlipped [rrlClasses]atomic.Uint64
@@ -126,7 +128,8 @@ var (
 	descTruncated  = prometheus.NewDesc("gslbd_dns_truncated_total", "UDP responses truncated with TC set.", nil, nil)
 	descDropped    = prometheus.NewDesc("gslbd_dns_dropped_total", "Packets dropped without a reply (short, a response, or unreadable).", nil, nil)
 	descTCPOpened  = prometheus.NewDesc("gslbd_dns_tcp_connections_total", "TCP connections accepted.", nil, nil)
-	descTCPRefused = prometheus.NewDesc("gslbd_dns_tcp_connections_rejected_total", "TCP connections closed at once because max_tcp_conns were open.", nil, nil)
+	descTCPRefused = prometheus.NewDesc("gslbd_dns_tcp_connections_rejected_total", "TCP connections closed at once because max_tcp_conns, or max_tcp_conns_per_source of their source, were open.", nil, nil)
+	descTCPSource  = prometheus.NewDesc("gslbd_dns_tcp_connections_source_rejected_total", "TCP connections closed at once because their source had max_tcp_conns_per_source open.", nil, nil)
 	descTCPOpen    = prometheus.NewDesc("gslbd_dns_tcp_connections_open", "TCP connections open now.", nil, nil)
 	descRRLLimited = prometheus.NewDesc("gslbd_dns_rrl_limited_total", "UDP responses over their rate limit (dropped or slipped), by answer class.", []string{"class"}, nil)
 	descRRLSlipped = prometheus.NewDesc("gslbd_dns_rrl_slipped_total", "Limited UDP responses sent anyway, truncated or BADCOOKIE, by answer class.", []string{"class"}, nil)
@@ -135,7 +138,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *counterSet) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueries, descAnswers, descECS, descTruncated, descDropped, descTCPOpened, descTCPRefused, descTCPOpen, descRRLLimited, descRRLSlipped, descCookies} {
+	for _, d := range []*prometheus.Desc{descQueries, descAnswers, descECS, descTruncated, descDropped, descTCPOpened, descTCPRefused, descTCPSource, descTCPOpen, descRRLLimited, descRRLSlipped, descCookies} {
 		ch <- d
 	}
 }
@@ -186,6 +189,7 @@ func (c *counterSet) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.dropped.Load()))
 	ch <- prometheus.MustNewConstMetric(descTCPOpened, prometheus.CounterValue, float64(c.tcpOpened.Load()))
 	ch <- prometheus.MustNewConstMetric(descTCPRefused, prometheus.CounterValue, float64(c.tcpRefused.Load()))
+	ch <- prometheus.MustNewConstMetric(descTCPSource, prometheus.CounterValue, float64(c.tcpSourceRefused.Load()))
 	ch <- prometheus.MustNewConstMetric(descTCPOpen, prometheus.GaugeValue, float64(c.tcpOpen.Load()))
 	for i, name := range rrlClassNames {
 		ch <- prometheus.MustNewConstMetric(descRRLLimited, prometheus.CounterValue, float64(c.rrlLimited[i].Load()), name)
