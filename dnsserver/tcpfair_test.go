@@ -30,29 +30,28 @@ func raiseFileLimit(t *testing.T, need uint64) {
 	}
 }
 
-// hog opens n TCP connections from src and, on each one that the server
-// kept, sends a query every period until stop is closed. It returns the
-// connections that were answered at first.
+// hog opens n TCP connections from src, asks one query on each as it
+// opens it and, on each that was answered, sends a query every period
+// until stop is closed. It returns how many were answered at first.
 func hog(t *testing.T, addr, src string, n int, period time.Duration, stop <-chan struct{}, wg *sync.WaitGroup) int {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
 	query := tcpFrames(t, mkQuery("static.gslb.example.com.", dns.TypeA))
-	var conns []net.Conn
+	ask := func(c net.Conn) bool {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(query); err != nil {
+			return false
+		}
+		_, err := readTCP(c)
+		return err == nil
+	}
+	held := 0
 	for range n {
 		c, err := d.Dial("tcp", addr)
 		if err != nil {
 			continue // refused at accept and reset before the handshake ended
 		}
-		conns = append(conns, c)
-	}
-	held := 0
-	for _, c := range conns {
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write(query); err != nil {
-			c.Close()
-			continue
-		}
-		if _, err := readTCP(c); err != nil {
+		if !ask(c) {
 			c.Close()
 			continue
 		}
@@ -69,11 +68,7 @@ func hog(t *testing.T, addr, src string, n int, period time.Duration, stop <-cha
 					return
 				case <-tick.C:
 				}
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				if _, err := c.Write(query); err != nil {
-					return
-				}
-				if _, err := readTCP(c); err != nil {
+				if !ask(c) {
 					return
 				}
 			}
