@@ -194,6 +194,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server {
 		done:    make(chan struct{}),
 		sigs:    dnssec.NewCache(cfg.SignatureCache),
 	}
+	s.ctr.sigs = s.sigs
 	s.scratch.New = func() any { return &scratch{} }
 	s.cookies.Store(&cookieSecrets{cur: RandomCookieSecret()})
 	if cfg.RRL.Enabled() {
