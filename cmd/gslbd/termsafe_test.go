@@ -11,13 +11,13 @@ import (
 
 func TestTermSafe(t *testing.T) {
 	for in, want := range map[string]string{
-		"plain text":                 "plain text",
+		"plain text":                  "plain text",
 		"tls: certificate for é.test": "tls: certificate for é.test",
 		"\x1b]0;pwned\x07":            `\x1b]0;pwned\a`,
-		"a\tb\nc\rd":                 `a\tb\nc\rd`,
-		"\u202eevil":                 `\u202eevil`,
-		"bad \xff utf8":              `bad \xff utf8`,
-		"c1 \u009b31m":               `c1 \u009b31m`,
+		"a\tb\nc\rd":                  `a\tb\nc\rd`,
+		"\u202eevil":                  `\u202eevil`,
+		"bad \xff utf8":               `bad \xff utf8`,
+		"c1 \u009b31m":                `c1 \u009b31m`,
 	} {
 		if got := termSafe(in); got != want {
 			t.Errorf("termSafe(%q) = %q, want %q", in, got, want)

@@ -59,4 +59,3 @@ func GroupOrOtherReadable(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && fi.Mode().Perm()&0o044 != 0
 }
-
