@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -217,9 +218,11 @@ func ReadKey(keyPath, zone string) (*Key, error) {
 	return k, nil
 }
 
-// readSmall reads a key file, classifying failures for check.
+// readSmall reads a key file, classifying failures for check. It opens
+// without blocking, so a FIFO in a key's place is an error, not a reload
+// that hangs.
 func readSmall(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &KeyError{path, KeyMissing, errors.New("no such file")}
 	}

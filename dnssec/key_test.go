@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -157,6 +158,11 @@ func TestReadKeyErrors(t *testing.T) {
 	copyFile(t, a, algmix)
 	copyFile(t, PrivatePath(other), PrivatePath(algmix))
 
+	fifo := filepath.Join(t.TempDir(), "Kfifo.+013+00002.key")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	for _, c := range []struct {
 		path, zone string
 		kind       KeyErrorKind
@@ -171,6 +177,7 @@ func TestReadKeyErrors(t *testing.T) {
 		{junk, "", KeyUnreadable, "parse DNSKEY"},
 		{PrivatePath(a), "", KeyUnreadable, "not a .key file"},
 		{dir + "/", "", KeyUnreadable, "not a .key file"},
+		{fifo, "", KeyUnreadable, "not a regular file"},
 	} {
 		_, err := ReadKey(c.path, c.zone)
 		var ke *KeyError
