@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +40,24 @@ type RRset struct {
 	Type  uint16
 	TTL   uint32
 	Rdata [][]byte
+	// Flat holds the RDATA of records of one fixed size (addresses)
+	// back to back, Size bytes each, instead of Rdata, so that a caller
+	// can build it without pointers on its stack.
+	Flat []byte
+	Size int
+}
+
+// each calls f with the RDATA of every record of set.
+func (set *RRset) each(f func(rd []byte)) {
+	if set.Size > 0 {
+		for i := 0; i+set.Size <= len(set.Flat); i += set.Size {
+			f(set.Flat[i : i+set.Size])
+		}
+		return
+	}
+	for _, rd := range set.Rdata {
+		f(rd)
+	}
 }
 
 // Cache makes RRSIGs and keeps them by RRset content: owner, type, TTL
@@ -54,7 +71,6 @@ type Cache struct {
 	seed  maphash.Seed
 	slots []atomic.Pointer[entry]
 	mask  uint64
-	bufs  sync.Pool // *[]byte: content keys being built
 
 	hits, misses, signed, failed atomic.Uint64
 }
@@ -81,9 +97,7 @@ func NewCache(entries int) *Cache {
 	for n < entries {
 		n <<= 1
 	}
-	c := &Cache{seed: maphash.MakeSeed(), slots: make([]atomic.Pointer[entry], n), mask: uint64(n - 1)}
-	c.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
-	return c
+	return &Cache{seed: maphash.MakeSeed(), slots: make([]atomic.Pointer[entry], n), mask: uint64(n - 1)}
 }
 
 // Stats are the cache's counters.
@@ -102,22 +116,21 @@ func (c *Cache) Stats() Stats {
 // type in st, each packed as TYPE CLASS TTL RDLENGTH RDATA for the caller
 // to write after the owner name. The slices are shared and must not be
 // modified. It returns nil when no key signs (all retired) or signing
-// failed; both are counted.
-func (c *Cache) Sigs(st *State, set *RRset, now time.Time) [][]byte {
+// failed; both are counted. buf is memory for the content key: a buffer
+// on the caller's stack of a few hundred bytes keeps a hit free of
+// allocations.
+func (c *Cache) Sigs(st *State, set *RRset, now time.Time, buf []byte) [][]byte {
 	keys := st.Signers(set.Type)
 	if len(keys) == 0 {
 		c.failed.Add(1)
 		return nil
 	}
-	bp := c.bufs.Get().(*[]byte)
-	k := appendKey((*bp)[:0], set)
+	k := appendKey(buf[:0], set)
 	h := maphash.Bytes(c.seed, k)
 	i := h & c.mask &^ 1
 	t := now.Unix()
 	for j := i; j <= i+1; j++ {
 		if e := c.slots[j].Load(); e != nil && e.hash == h && e.id == st.ID && t < e.refresh && bytes.Equal(e.key, k) {
-			*bp = k
-			c.bufs.Put(bp)
 			c.hits.Add(1)
 			return e.sigs
 		}
@@ -125,15 +138,11 @@ func (c *Cache) Sigs(st *State, set *RRset, now time.Time) [][]byte {
 	c.misses.Add(1)
 	sigs, err := sign(st.Zone.Origin, keys, set, now)
 	if err != nil {
-		*bp = k
-		c.bufs.Put(bp)
 		c.failed.Add(1)
 		return nil
 	}
 	c.signed.Add(uint64(len(sigs)))
 	e := &entry{hash: h, key: bytes.Clone(k), id: st.ID, refresh: now.Add(Reuse).Unix(), sigs: sigs}
-	*bp = k
-	c.bufs.Put(bp)
 	// Two slots per content: take an empty or stale one, else the one
 	// due for re-signing first.
 	a, b := c.slots[i].Load(), c.slots[i+1].Load()
@@ -156,6 +165,10 @@ func appendKey(b []byte, set *RRset) []byte {
 	b = append(b, set.Owner...)
 	b = binary.BigEndian.AppendUint16(b, set.Type)
 	b = binary.BigEndian.AppendUint32(b, set.TTL)
+	if set.Size > 0 {
+		b = binary.BigEndian.AppendUint16(b, uint16(set.Size))
+		return append(b, set.Flat...)
+	}
 	for _, rd := range set.Rdata {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(rd)))
 		b = append(b, rd...)
@@ -171,20 +184,25 @@ func appendKey(b []byte, set *RRset) []byte {
 // owner would need a proof that the asked name does not exist, and the
 // one NSEC of compact denial says the opposite.)
 func sign(origin string, keys []*Key, set *RRset, now time.Time) ([][]byte, error) {
-	rrs := make([]dns.RR, 0, len(set.Rdata))
+	var rrs []dns.RR
 	var buf []byte
-	for _, rd := range set.Rdata {
+	var err error
+	set.each(func(rd []byte) {
 		buf = append(buf[:0], set.Owner...)
 		buf = binary.BigEndian.AppendUint16(buf, set.Type)
 		buf = binary.BigEndian.AppendUint16(buf, dns.ClassINET)
 		buf = binary.BigEndian.AppendUint32(buf, set.TTL)
 		buf = binary.BigEndian.AppendUint16(buf, uint16(len(rd)))
 		buf = append(buf, rd...)
-		rr, _, err := dns.UnpackRR(buf, 0)
-		if err != nil {
-			return nil, fmt.Errorf("sign: unpack %s record: %w", dns.TypeToString[set.Type], err)
+		rr, _, uerr := dns.UnpackRR(buf, 0)
+		if uerr != nil {
+			err = fmt.Errorf("sign: unpack %s record: %w", dns.TypeToString[set.Type], uerr)
+			return
 		}
 		rrs = append(rrs, rr)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(rrs) == 0 {
 		return nil, fmt.Errorf("sign: empty %s RRset", dns.TypeToString[set.Type])

@@ -102,9 +102,9 @@ func TestCacheSignsAndReuses(t *testing.T) {
 		c := NewCache(64)
 		st := z.At(now)
 		set := addrSet("www."+origin, 30, "192.0.2.1", "192.0.2.2")
-		sigs := c.Sigs(st, set, now)
+		sigs := c.Sigs(st, set, now, nil)
 		verify(t, z, set, sigs, now)
-		again := c.Sigs(st, addrSet("www."+origin, 30, "192.0.2.1", "192.0.2.2"), now.Add(time.Hour))
+		again := c.Sigs(st, addrSet("www."+origin, 30, "192.0.2.1", "192.0.2.2"), now.Add(time.Hour), nil)
 		if len(again) != 1 || &again[0][0] != &sigs[0][0] {
 			t.Error("the same content was signed again")
 		}
@@ -114,7 +114,7 @@ func TestCacheSignsAndReuses(t *testing.T) {
 			addrSet("www."+origin, 30, "192.0.2.1"),
 			addrSet("api."+origin, 30, "192.0.2.1", "192.0.2.2"),
 		} {
-			s := c.Sigs(st, other, now)
+			s := c.Sigs(st, other, now, nil)
 			verify(t, z, other, s, now)
 			if bytes.Equal(s[0], sigs[0]) {
 				t.Error("different content shares a signature")
@@ -122,7 +122,7 @@ func TestCacheSignsAndReuses(t *testing.T) {
 		}
 		// After Reuse the signature is made anew.
 		later := now.Add(Reuse + time.Second)
-		if s := c.Sigs(st, set, later); bytes.Equal(s[0], sigs[0]) {
+		if s := c.Sigs(st, set, later, nil); bytes.Equal(s[0], sigs[0]) {
 			t.Error("a signature was served past Reuse")
 		}
 		if st := c.Stats(); st.Signed != 5 || st.Hits != 1 || st.Misses != 5 || st.Failed != 0 {
@@ -137,7 +137,7 @@ func TestCacheBounded(t *testing.T) {
 	now := time.Now()
 	st := z.At(now)
 	for i := range 200 {
-		c.Sigs(st, addrSet("www."+origin, uint32(i), "192.0.2.1"), now)
+		c.Sigs(st, addrSet("www."+origin, uint32(i), "192.0.2.1"), now, nil)
 	}
 	n := 0
 	for i := range c.slots {
@@ -150,7 +150,7 @@ func TestCacheBounded(t *testing.T) {
 	}
 	// Recent content is still found.
 	before := c.Stats().Signed
-	c.Sigs(st, addrSet("www."+origin, 199, "192.0.2.1"), now)
+	c.Sigs(st, addrSet("www."+origin, 199, "192.0.2.1"), now, nil)
 	if c.Stats().Signed != before {
 		t.Error("the latest entry was evicted at once")
 	}
@@ -162,8 +162,11 @@ func TestCacheHitAllocs(t *testing.T) {
 	now := time.Now()
 	st := z.At(now)
 	set := addrSet("www."+origin, 30, "192.0.2.1", "192.0.2.2")
-	c.Sigs(st, set, now)
-	if n := testing.AllocsPerRun(1000, func() { c.Sigs(z.At(now), set, now) }); n != 0 {
+	c.Sigs(st, set, now, nil)
+	if n := testing.AllocsPerRun(1000, func() {
+		var buf [256]byte
+		c.Sigs(z.At(now), set, now, buf[:0])
+	}); n != 0 {
 		t.Errorf("%v allocations per cache hit, want 0", n)
 	}
 }
@@ -218,7 +221,7 @@ func TestKeyRolesAndTiming(t *testing.T) {
 	old := newKey(t, ED25519, true, Timing{Inactive: h(0)})
 	st := newZone(t, old).At(h(1))
 	c := NewCache(4)
-	if c.Sigs(st, addrSet("www."+origin, 30, "192.0.2.1"), h(1)) != nil || c.Stats().Failed != 1 {
+	if c.Sigs(st, addrSet("www."+origin, 30, "192.0.2.1"), h(1), nil) != nil || c.Stats().Failed != 1 {
 		t.Error("signed without an active key")
 	}
 }
@@ -276,10 +279,11 @@ func BenchmarkCacheHit(b *testing.B) {
 	c := NewCache(0)
 	now := time.Now()
 	set := addrSet("www."+origin, 30, "192.0.2.1", "192.0.2.2")
-	c.Sigs(z.At(now), set, now)
+	c.Sigs(z.At(now), set, now, nil)
 	b.ReportAllocs()
+	var buf [256]byte
 	for b.Loop() {
-		c.Sigs(z.At(now), set, now)
+		c.Sigs(z.At(now), set, now, buf[:0])
 	}
 }
 

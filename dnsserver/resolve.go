@@ -142,7 +142,7 @@ func (r *resolver) pool(s *Server, client zones.Client, n *node, o owner, name [
 	if res.NoData || len(res.Addrs) == 0 {
 		rc = r.negative(s, rcNoError, o, name, n)
 	} else {
-		r.putAddrs(s, sc, o, name, res.TTL, res.Addrs)
+		r.putAddrs(s, o, name, res.TTL, res.Addrs)
 		if res.Pool != nil && res.Site != nil && res.Pool.Index < len(r.st.t.sites) {
 			if cells := r.st.t.sites[res.Pool.Index]; res.Site.Index < len(cells) {
 				cells[res.Site.Index].Add(1)
@@ -215,10 +215,4 @@ func inZone(n, origin []byte) bool {
 // destination), pooled so the hot path does not allocate it.
 type scratch struct {
 	addrs []netip.Addr
-	// For signing: a pool answer's addresses sorted and as RDATA, and
-	// the RDATA of a denial's NSEC.
-	sorted []netip.Addr
-	rdbuf  []byte
-	rd     [][]byte
-	nsec   []byte
 }

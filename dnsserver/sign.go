@@ -28,6 +28,14 @@ import (
 // not exist. A signed RRset and its signatures go out together or not at
 // all: when they do not fit, the response is truncated (TC).
 
+// Stack memory of the signing path, sized for what real answers need;
+// larger ones still work, on the heap.
+const (
+	keyBuf     = 512 // a content key: owner, type, TTL, RDATA
+	nsecBuf    = 320 // an NSEC's RDATA: next name (≤ 257) and bitmap
+	stackAddrs = 16  // addresses of a pool answer
+)
+
 // signing is the per-query DNSSEC state, set by Handle when the zone has
 // keys.
 type signing struct {
@@ -74,7 +82,8 @@ func (r *resolver) put(s *Server, o owner, name []byte, rs *rrset, count *uint16
 		return r.w.rrset(o, rs, count)
 	}
 	set := dnssec.RRset{Owner: name, Type: rs.rtype, TTL: rs.ttl, Rdata: rs.rdata}
-	sigs := s.sigs.Sigs(r.sg.st, &set, r.sg.now)
+	var kb [keyBuf]byte
+	sigs := s.sigs.Sigs(r.sg.st, &set, r.sg.now, kb[:0])
 	w := r.w
 	if w.tc || w.n+rs.wireLen(o.len())+sigsLen(o, sigs) > w.limit {
 		w.tc = true
@@ -88,33 +97,38 @@ func (r *resolver) put(s *Server, o owner, name []byte, rs *rrset, count *uint16
 // putAddrs writes a pool answer and, when signed, its RRSIGs. The
 // signature covers the addresses in sorted order, so an answer that
 // rotates among the same addresses reuses it.
-func (r *resolver) putAddrs(s *Server, sc *scratch, o owner, name []byte, ttl uint32, as []netip.Addr) {
+func (r *resolver) putAddrs(s *Server, o owner, name []byte, ttl uint32, as []netip.Addr) {
 	if !r.sg.sign {
 		r.w.addrs(o, r.q.qtype, ttl, as)
 		return
 	}
-	sc.sorted = append(sc.sorted[:0], as...)
-	sortAddrs(sc.sorted)
-	sc.rdbuf = sc.rdbuf[:0]
-	for _, a := range sc.sorted {
-		if r.q.qtype == dns.TypeA {
-			a4 := a.As4()
-			sc.rdbuf = append(sc.rdbuf, a4[:]...)
-		} else {
-			a16 := a.As16()
-			sc.rdbuf = append(sc.rdbuf, a16[:]...)
-		}
+	// The working memory is on the stack for answers of up to
+	// stackAddrs addresses, as every real pool answer is.
+	var sortedA [stackAddrs]netip.Addr
+	var flatA [stackAddrs * 16]byte
+	sorted, flat := sortedA[:], flatA[:]
+	if len(as) > stackAddrs {
+		sorted, flat = make([]netip.Addr, len(as)), make([]byte, 16*len(as))
 	}
+	sorted = sorted[:copy(sorted, as)]
+	sortAddrs(sorted)
 	size := 4
 	if r.q.qtype == dns.TypeAAAA {
 		size = 16
 	}
-	sc.rd = sc.rd[:0]
-	for i := range sc.sorted {
-		sc.rd = append(sc.rd, sc.rdbuf[i*size:(i+1)*size])
+	flat = flat[:0]
+	for _, a := range sorted {
+		if size == 4 {
+			a4 := a.As4()
+			flat = append(flat, a4[:]...)
+		} else {
+			a16 := a.As16()
+			flat = append(flat, a16[:]...)
+		}
 	}
-	set := dnssec.RRset{Owner: name, Type: r.q.qtype, TTL: ttl, Rdata: sc.rd}
-	sigs := s.sigs.Sigs(r.sg.st, &set, r.sg.now)
+	set := dnssec.RRset{Owner: name, Type: r.q.qtype, TTL: ttl, Flat: flat, Size: size}
+	var kb [keyBuf]byte
+	sigs := s.sigs.Sigs(r.sg.st, &set, r.sg.now, kb[:0])
 	w := r.w
 	if w.tc || w.n+len(as)*(o.len()+10+size)+sigsLen(o, sigs) > w.limit {
 		w.tc = true
@@ -149,18 +163,17 @@ func (r *resolver) deny(s *Server, rc int, o owner, name []byte, n *node) int {
 	if n != nil && !nxname {
 		types = n.types
 	}
-	sc := s.scratch.Get().(*scratch)
-	sc.nsec = dnssec.AppendNSEC(sc.nsec[:0], name, types, r.q.qtype, nxname)
-	rd := sc.nsec
-	sc.rd = append(sc.rd[:0], rd)
-	nsec := dnssec.RRset{Owner: name, Type: dns.TypeNSEC, TTL: z.soaSigned.TTL, Rdata: sc.rd}
-	soaSigs := s.sigs.Sigs(r.sg.st, &z.soaSigned, r.sg.now)
-	nsecSigs := s.sigs.Sigs(r.sg.st, &nsec, r.sg.now)
+	var nb [nsecBuf]byte
+	rd := dnssec.AppendNSEC(nb[:0], name, types, r.q.qtype, nxname)
+	rds := [1][]byte{rd}
+	nsec := dnssec.RRset{Owner: name, Type: dns.TypeNSEC, TTL: z.soaSigned.TTL, Rdata: rds[:]}
+	var kb [keyBuf]byte
+	soaSigs := s.sigs.Sigs(r.sg.st, &z.soaSigned, r.sg.now, kb[:0])
+	nsecSigs := s.sigs.Sigs(r.sg.st, &nsec, r.sg.now, kb[:0])
 	soaOwner := owner{ptr: r.soaPtr}
 	need := 2 + len(z.soaNeg) + sigsLen(soaOwner, soaSigs) + o.len() + 10 + len(rd) + sigsLen(o, nsecSigs)
 	if w.tc || w.n+need > w.limit {
 		w.tc = true
-		s.scratch.Put(sc)
 		return rcNoError
 	}
 	w.putOwner(soaOwner)
@@ -176,7 +189,6 @@ func (r *resolver) deny(s *Server, rc int, o owner, name []byte, n *node) int {
 	w.n += 10 + copy(b[10:], rd)
 	w.ns++
 	w.putSigs(o, nsecSigs, &w.ns)
-	s.scratch.Put(sc)
 	return rcNoError
 }
 
@@ -184,15 +196,14 @@ func (r *resolver) deny(s *Server, rc int, o owner, name []byte, n *node) int {
 // child): the NSEC at the cut, listing NS and no DS (RFC 4035 §3.1.4).
 func (r *resolver) denyDS(s *Server, o owner, cut *node) {
 	w := r.w
-	sc := s.scratch.Get().(*scratch)
-	sc.nsec = dnssec.AppendNSEC(sc.nsec[:0], cut.wire, cut.types, dns.TypeDS, false)
-	rd := sc.nsec
-	sc.rd = append(sc.rd[:0], rd)
-	nsec := dnssec.RRset{Owner: cut.wire, Type: dns.TypeNSEC, TTL: r.z.soaSigned.TTL, Rdata: sc.rd}
-	sigs := s.sigs.Sigs(r.sg.st, &nsec, r.sg.now)
+	var nb [nsecBuf]byte
+	rd := dnssec.AppendNSEC(nb[:0], cut.wire, cut.types, dns.TypeDS, false)
+	rds := [1][]byte{rd}
+	nsec := dnssec.RRset{Owner: cut.wire, Type: dns.TypeNSEC, TTL: r.z.soaSigned.TTL, Rdata: rds[:]}
+	var kb [keyBuf]byte
+	sigs := s.sigs.Sigs(r.sg.st, &nsec, r.sg.now, kb[:0])
 	if w.tc || w.n+o.len()+10+len(rd)+sigsLen(o, sigs) > w.limit {
 		w.tc = true
-		s.scratch.Put(sc)
 		return
 	}
 	w.putOwner(o)
@@ -204,5 +215,4 @@ func (r *resolver) denyDS(s *Server, o owner, cut *node) {
 	w.n += 10 + copy(b[10:], rd)
 	w.ns++
 	w.putSigs(o, sigs, &w.ns)
-	s.scratch.Put(sc)
 }
