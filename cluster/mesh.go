@@ -229,16 +229,16 @@ type Mesh struct {
 	closed    bool
 
 	// Verdict bookkeeping, owned by whoever holds mu (see owner.go).
-	live     map[string]bool     // monitors whose reports count
-	tallies  map[string]*tally   // by target key
-	down     map[string]struct{} // verdicts down
-	assigned map[string][]string // K > 0: target key → its monitors
+	live        map[string]bool     // monitors whose reports count
+	tallies     map[string]*tally   // by target key
+	down        map[string]struct{} // verdicts down
+	assigned    map[string][]string // K > 0: target key → its monitors
 	dirty       bool                // down or drains changed since the last publish
 	assignDirty bool                // live monitors or assignments changed since
 	clockWarned time.Time           // last warning about a clock from the future
-	lastPub  time.Time           // last publish
-	pubTimer *time.Timer         // pending delayed publish
-	reapAt   time.Time           // next reap
+	lastPub     time.Time           // last publish
+	pubTimer    *time.Timer         // pending delayed publish
+	reapAt      time.Time           // next reap
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
