@@ -137,6 +137,15 @@ func (m *Mesh) applyEntry(mon string, w *wireEntry, now time.Time) {
 	}
 	e := w.entry()
 	if mon != m.opts.Name {
+		// Only live monitors' reports are kept: those of a member dead or
+		// gone vote nowhere (its own state is fetched when it comes back),
+		// and a name that is not a live member would be state that no
+		// member list bounds, which the relays of one node could hand back
+		// to another after the retention reaped it. memberlist delivers a
+		// member's join before anything merged from the same push/pull.
+		if !m.live[mon] {
+			return
+		}
 		if m.putEntry(mon, w.K, e, now) {
 			m.queueReport(mon, w.K, e)
 		}
@@ -189,7 +198,7 @@ func (m *Mesh) prepareDigest(buf []byte) (func(time.Time), error) {
 // node holds nothing of allocates nothing: it is ignored unless the monitor
 // is a live member with reports to fetch.
 func (m *Mesh) applyDigest(dg *wireDigest, buf []byte, now time.Time) {
-	if dg.M == m.opts.Name || !m.checkClock("digest", dg.M, dg.T) {
+	if !m.checkClock("digest", dg.M, dg.T) || dg.M == m.opts.Name {
 		return
 	}
 	mi := m.members[dg.M]
@@ -246,11 +255,18 @@ func (m *Mesh) applyDrain(k drainKey, v drainVal) bool {
 	if !m.checkClock("drain", v.Node, v.Clock) {
 		return false
 	}
-	if !m.st.mergeDrain(k, v) {
+	if !v.On && m.now().Sub(clockTime(v.Clock)) > m.opts.Retention {
+		// A tombstone every node has forgotten by now: it still removes
+		// what it beats, but is neither kept nor relayed.
+		if cur, ok := m.st.drains[k]; ok && v.beats(cur) {
+			delete(m.st.drains, k)
+			m.dirty = true
+		}
+		m.st.drainClock = max(m.st.drainClock, v.Clock)
 		return false
 	}
-	if !v.On && m.now().Sub(clockTime(v.Clock)) > m.opts.Retention {
-		delete(m.st.drains, k)
+	if !m.st.mergeDrain(k, v) {
+		return false
 	}
 	m.dirty = true
 	return true
@@ -382,14 +398,25 @@ func (b *bcast) Name() string    { return b.name }
 func (b *bcast) Message() []byte { return b.msg }
 func (b *bcast) Finished()       {}
 
-// queue broadcasts msg (copied: relayed buffers may be reused).
+// queue broadcasts msg (copied: relayed buffers may be reused). The queue
+// keeps at most maxQueued messages: past that the oldest go, as gossip
+// could not send them before they are outdated, and anti-entropy repairs
+// what they would have said.
 func (m *Mesh) queue(name string, msg []byte) {
 	m.broadcasts.QueueBroadcast(&bcast{name: name, msg: append([]byte(nil), msg...)})
+	if m.broadcasts.NumQueued() > maxQueued {
+		m.broadcasts.Prune(maxQueued)
+	}
 }
 
 func (m *Mesh) queueDigest(name string, msg []byte) {
 	m.digests.QueueBroadcast(&bcast{name: name, msg: append([]byte(nil), msg...)})
+	if m.digests.NumQueued() > maxQueued {
+		m.digests.Prune(maxQueued)
+	}
 }
+
+const maxQueued = 4 << 10
 
 // job is a reliable message for the worker to send: msg, or this node's own
 // state when ownState is set (built when sent, so it is current).

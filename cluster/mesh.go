@@ -210,7 +210,10 @@ type Mesh struct {
 	numAlive   atomic.Int64
 	meta       atomic.Pointer[[]byte]
 	stats      stats
-	in         inbox
+	// reconnectPaused stops the reconnect loop (tests show that without
+	// it a healed partition stays split).
+	reconnectPaused atomic.Bool
+	in              inbox
 
 	health  atomic.Pointer[health]
 	assign  atomic.Pointer[Assignment]
@@ -239,6 +242,7 @@ type Mesh struct {
 	lastPub     time.Time           // last publish
 	pubTimer    *time.Timer         // pending delayed publish
 	reapAt      time.Time           // next reap
+	peak        [3]int              // largest members, monitors, drains since the last compaction
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

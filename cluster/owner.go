@@ -412,10 +412,16 @@ func (m *Mesh) onMember(ev memberEvent, now time.Time) {
 		mi = &memberInfo{}
 		m.members[name] = mi
 	}
+	revived := state == "alive" && mi.state != "alive" && mi.state != ""
 	if mi.state != state {
 		mi.since = now
 	}
 	mi.node, mi.state, mi.meta = ev.node, state, parseMeta(ev.meta)
+	if ms := m.st.monitors[name]; revived && name != m.opts.Name && ms != nil && len(ms.entries) > 0 {
+		// Back after a partition: what we hold of it has gone stale; its
+		// own state confirms it now rather than at its next digest.
+		m.requestState(name, mi, now)
+	}
 	alive := 0
 	for _, mi := range m.members {
 		if mi.state == "alive" {
@@ -678,6 +684,20 @@ func (m *Mesh) reap(now time.Time) {
 			m.stats.reaped[reapDrain].Add(1)
 		}
 	}
+	// Go maps keep their peak size: after a wave of churn, copy the ones
+	// that shrank a lot so that the memory goes too.
+	for i := range m.peak {
+		m.peak[i] = max(m.peak[i], [...]int{len(m.members), len(m.st.monitors), len(m.st.drains)}[i])
+	}
+	if n := len(m.members); m.peak[0] > 4*n+64 {
+		m.members, m.peak[0] = maps.Clone(m.members), n
+	}
+	if n := len(m.st.monitors); m.peak[1] > 4*n+64 {
+		m.st.monitors, m.peak[1] = maps.Clone(m.st.monitors), n
+	}
+	if n := len(m.st.drains); m.peak[2] > 4*n+64 {
+		m.st.drains, m.peak[2] = maps.Clone(m.st.drains), n
+	}
 }
 
 // reconnectLoop tries, every ReconnectInterval ±25%, a push/pull with
@@ -698,6 +718,10 @@ func (m *Mesh) reconnectLoop(ctx context.Context, peers []string) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if m.reconnectPaused.Load() {
+			t.Reset(jitter())
+			continue
 		}
 		ok := m.reconnect(m.reconnectCandidates(peers))
 		next := jitter()
