@@ -8,7 +8,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 EXAMPLE  := testdata/example
 CONTRACT ?= ../shared/contract
 
-.PHONY: help build run test lint fuzz bench contract geodata clean
+.PHONY: help build run test testtools lint fuzz bench contract geodata clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,9 +23,19 @@ run: build ## serve testdata/example on 127.0.0.1:5353 (admin on :8053) with dem
 	@bin/demo-backends & pid=$$!; trap 'kill $$pid 2>/dev/null' EXIT INT TERM; \
 		$(BIN) serve -config $(EXAMPLE)/gslbd.toml
 
-test: lint ## run every test with the race detector (unit, wire, fuzz seeds, real dig/unbound/chromium end-to-end)
+test: lint testtools ## run every test with the race detector (unit, wire, fuzz seeds, real dig/unbound/chromium end-to-end)
 	$(GO) build ./$(EXAMPLE)/backends ./testdata/geo/gen
 	$(GO) test -race -count=1 -timeout 8m ./...
+
+# promtool checks contrib/prometheus and the dashboard's queries. When it is
+# not on PATH, Debian's prometheus package is downloaded and only unpacked
+# into .cache (never installed, so no Prometheus service appears).
+PROMTOOL_DIR := .cache/prometheus
+testtools: ## fetch what the tests need and apt-get does not install as a command (promtool, unpacked into .cache)
+	@command -v promtool >/dev/null || [ -x $(PROMTOOL_DIR)/usr/bin/promtool ] || { \
+		mkdir -p .cache && cd .cache && rm -f prometheus_*.deb && \
+		{ apt-get download prometheus 2>/dev/null || { apt-get update -q && apt-get download prometheus; }; } && \
+		dpkg-deb -x prometheus_*.deb prometheus && rm -f prometheus_*.deb && echo "unpacked promtool into $(PROMTOOL_DIR)"; }
 
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -36,8 +46,8 @@ contract: ## run the black-box contract smoke test in ../shared/contract against
 
 fuzz: ## fuzz the packet path, the config loaders and the selection (FUZZTIME each, default 1m)
 	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $${FUZZTIME:-1m} ./dnsserver
-	$(GO) test -run '^$$' -fuzz '^FuzzLoadZoneFile$$' -fuzztime $${FUZZTIME:-1m} ./zones
-	$(GO) test -run '^$$' -fuzz '^FuzzLoadPoolFile$$' -fuzztime $${FUZZTIME:-1m} ./zones
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadZoneFile$$' -fuzztime $${FUZZTIME:-1m} ./zones/config
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadPoolFile$$' -fuzztime $${FUZZTIME:-1m} ./zones/config
 	$(GO) test -run '^$$' -fuzz '^FuzzSelect$$' -fuzztime $${FUZZTIME:-1m} ./zones
 
 bench: build ## gslbd vs gdnsd: dnsperf QPS, CPU, latency, ECS scopes, failover (docs/performance.md; BENCHFLAGS=-h)
