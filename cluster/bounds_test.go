@@ -185,7 +185,7 @@ func TestChurnStaysBounded(t *testing.T) {
 			d.NotifyMsg(encode(msgLeave, wireLeave{M: name}))
 		}
 		ev.NotifyLeave(node)
-		if i%500 == 499 {
+		if i%50 == 49 { // paced: the inbox holds 16k messages
 			ms[0].sync(t.Context())
 			_, mons, _ := held(ms[0])
 			peak = max(peak, mons)
@@ -219,7 +219,9 @@ func TestChurnStaysBounded(t *testing.T) {
 	if push1 > push0+64 {
 		t.Errorf("push/pull grew from %d to %d bytes", push0, push1)
 	}
-	if heap1 > heap0+4<<20 {
+	// What may stay: the relay queue, full at 4096 messages of the churn
+	// (about 1 KiB each with the queue's index), and map buckets.
+	if heap1 > heap0+8<<20 {
 		t.Errorf("heap grew from %d to %d KiB", heap0>>10, heap1>>10)
 	}
 

@@ -702,7 +702,10 @@ func (m *Mesh) Drain(pool, site string, addr netip.Addr, on bool) error {
 	m.queueDrain(k, v)
 	m.log.Info("drain set", "pool", pool, "site", site, "addr", addr, "on", on, "clock", v.Clock)
 	m.dirty = true
-	m.kick()
+	// An operator's drain is rare and expected to show at once: publish
+	// now rather than at the owner's next turn.
+	m.lastPub = time.Time{}
+	m.publish(time.Now())
 	return nil
 }
 

@@ -242,9 +242,10 @@ func TestRestartedMonitor(t *testing.T) {
 		r := ms[0].st.monitor("n2").entries[key]
 		return r != nil && r.Gone
 	})
-	if ms[0].Health().Down(key) || len(ms[0].Votes(key)) != 0 {
+	if len(ms[0].Votes(key)) != 0 {
 		t.Fatalf("old incarnation still votes: %v", ms[0].Votes(key))
 	}
+	waitFor(t, 5*time.Second, "verdict up once the old report is withdrawn", func() bool { return !ms[0].Health().Down(key) })
 	ms[1].SetLocal(key, false, "timeout")
 	waitFor(t, 5*time.Second, "new report on n1", func() bool { return ms[0].Health().Down(key) })
 }
