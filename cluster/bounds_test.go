@@ -122,15 +122,18 @@ func TestDrainThatCannotWinFails(t *testing.T) {
 }
 
 // TestChurnStaysBounded churns 5,000 node names through a three-node mesh
-// with a retention of 300 ms. Each name joins (as memberlist reports it),
-// reports on ten targets, announces digests, sets and clears a drain, and
+// with a retention of 3 s. Each name joins (as memberlist reports it),
+// reports on two targets, announces digests, sets and clears a drain, and
 // dies or leaves. Afterwards the member list, the monitors and reports
 // held, the push/pull state and the heap are back near where they started,
 // and anti-entropy and drains still work.
 func TestChurnStaysBounded(t *testing.T) {
 	checkLeaks(t)
-	const retention = 300 * time.Millisecond
-	ms := startMeshes(t, 3, func(i int, o *Options) { o.Retention = retention })
+	// As in production (24 h against 30 s), the retention is many
+	// push/pull rounds: a tombstone must reach every node before it goes.
+	const retention = 3 * time.Second
+	ms := startMeshesCfg(t, 3, func(i int, o *Options) { o.Retention = retention },
+		func(c *memberlist.Config) { c.PushPullInterval = 300 * time.Millisecond })
 	targets := map[string]time.Duration{}
 	for k := range 10 {
 		targets[fmt.Sprintf("192.0.2.%d|tcp:443", k)] = time.Second
@@ -164,6 +167,7 @@ func TestChurnStaysBounded(t *testing.T) {
 		return st.HeapAlloc
 	}
 	heap0 := heap()
+	churnTargets := []string{"192.0.2.0|tcp:443", "192.0.2.1|tcp:443"}
 	push0 := len((*delegate)(ms[0]).LocalState(false))
 
 	d := (*delegate)(ms[0])
@@ -175,10 +179,10 @@ func TestChurnStaysBounded(t *testing.T) {
 		node := &memberlist.Node{Name: name, Addr: []byte{127, 0, 0, 9}, Port: uint16(10000 + i%5000), Meta: meta}
 		ev.NotifyJoin(node)
 		now := uint64(time.Now().UnixMicro())
-		for k := range targets {
-			d.NotifyMsg(encode(msgReport, wireReport{M: name, E: wireEntry{K: k, S: now, U: i%2 == 0}}))
+		for k := range churnTargets {
+			d.NotifyMsg(encode(msgReport, wireReport{M: name, E: wireEntry{K: churnTargets[k], S: now, U: i%2 == 0}}))
 		}
-		d.NotifyMsg(encode(msgDigest, wireDigest{M: name, T: now, N: len(targets), H: 42}))
+		d.NotifyMsg(encode(msgDigest, wireDigest{M: name, T: now, N: len(churnTargets), H: 42}))
 		d.NotifyMsg(encode(msgDrain, wireDrain{P: "web", S: name, O: true, C: now, N: name}))
 		d.NotifyMsg(encode(msgDrain, wireDrain{P: "web", S: name, C: now + 1, N: name}))
 		if i%3 == 0 {
@@ -193,10 +197,13 @@ func TestChurnStaysBounded(t *testing.T) {
 	}
 	ms[0].sync(t.Context())
 	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
 		for _, m := range ms {
 			members, monitors, reports := held(m)
 			m.mu.Lock()
-			t.Logf("%s: %d members, %d monitors, %d reports, %d drains", m.opts.Name, members, monitors, reports, len(m.st.drains))
+			t.Logf("%s: %d members, %d monitors, %d reports, drains %v, stats %+v", m.opts.Name, members, monitors, reports, m.st.drains, m.Stats())
 			m.mu.Unlock()
 		}
 	})

@@ -242,6 +242,12 @@ func (m *Mesh) prepareDrain(buf []byte) (func(time.Time), error) {
 		return nil, err
 	}
 	return func(time.Time) {
+		if v.On && m.now().Sub(clockTime(v.Clock)) > m.opts.Retention {
+			// News older than the retention is stale: its undrain may
+			// already be reaped here, and taking it would bring the drain
+			// back. Drains that old travel in push/pull only.
+			return
+		}
 		if m.applyDrain(k, v) {
 			m.queue("x\x00"+k.Pool+"\x00"+k.Site+"\x00"+k.Addr.String(), buf)
 		}
