@@ -13,11 +13,12 @@ const (
 	dropSize           // over the size bounds
 	dropVersion        // unknown version or type
 	dropQueue          // the inbox or the reliable-send worker was full
+	dropKey            // a packet or stream that another mesh key or label made unreadable
 	dropClock          // a sequence number, tick or drain clock from the future
 	numDrops
 )
 
-var dropReasons = [numDrops]string{"decode", "size", "version", "queue", "clock"}
+var dropReasons = [numDrops]string{"decode", "size", "version", "queue", "key", "clock"}
 
 // What the retention forgot, as the "what" label.
 const (
