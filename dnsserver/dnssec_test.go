@@ -275,6 +275,27 @@ func TestSignedAnswers(t *testing.T) {
 				t.Errorf("NXNAME query: %s", dns.RcodeToString[m.Rcode])
 			}
 
+			// Every signed answer fits the client's buffer, or is truncated
+			// without a signed RRset cut from its signatures.
+			for _, name := range []string{"www", "static", "chain1", "api", "nope", "big", "x.wild", "www.sub", "www.secure", "@"} {
+				qn := name + "." + signedOrigin
+				if name == "@" {
+					qn = signedOrigin
+				}
+				for _, qt := range []uint16{dns.TypeA, dns.TypeTXT, dns.TypeDNSKEY, dns.TypeANY} {
+					for _, size := range []uint16{512, 600, 1232} {
+						resp := s.Handle(make([]byte, 0, 65535), pack(t, doQuery(qn, qt, size)), benchSrc, false)
+						var m dns.Msg
+						if err := m.Unpack(resp); err != nil || len(resp) > int(size) {
+							t.Fatalf("%s %s in %d bytes: %d bytes, %v", qn, dns.TypeToString[qt], size, len(resp), err)
+						}
+						if !m.Truncated {
+							checkSigned(t, &m, keys)
+						}
+					}
+				}
+			}
+
 			// A signed answer that does not fit goes out truncated, never
 			// without its signatures; TCP carries all of it.
 			m = ask(doQuery("big.gslb.example.com.", dns.TypeTXT, 600), false)
