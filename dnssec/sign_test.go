@@ -209,6 +209,20 @@ func TestKeyRolesAndTiming(t *testing.T) {
 		t.Error("ID must change exactly when the signing keys change")
 	}
 
+	// A KSK rolls the double-DS way: while both are active both sign the
+	// DNSKEY RRset and CDS names both; once the old one is retired only
+	// the new one does.
+	ksk2 := newKey(t, ECDSAP256SHA256, true, Timing{})
+	retiring := newKey(t, ECDSAP256SHA256, true, Timing{Inactive: h(1), Delete: h(2)})
+	kz := newZone(t, retiring, ksk2, zsk2)
+	if st := kz.At(h(0)); len(st.Signers(dns.TypeDNSKEY)) != 2 || len(st.CDS.Tails) != 2 || len(st.Signers(dns.TypeA)) != 2 {
+		t.Errorf("KSK roll, both active: %d DNSKEY signers, %d CDS, %d signers of A (zsk2 not yet active: the KSKs sign)",
+			len(st.Signers(dns.TypeDNSKEY)), len(st.CDS.Tails), len(st.Signers(dns.TypeA)))
+	}
+	if st := kz.At(h(2)); len(st.Signers(dns.TypeDNSKEY)) != 1 || st.Signers(dns.TypeDNSKEY)[0] != ksk2 || len(st.CDS.Tails) != 1 || len(st.DNSKEY.Tails) != 2 {
+		t.Errorf("KSK roll, old deleted: %d DNSKEY signers, %d CDS, %d DNSKEY", len(st.Signers(dns.TypeDNSKEY)), len(st.CDS.Tails), len(st.DNSKEY.Tails))
+	}
+
 	// One combined key signs everything; a lone ZSK too.
 	for _, k := range []*Key{newKey(t, ED25519, true, Timing{}), newKey(t, ED25519, false, Timing{})} {
 		st := newZone(t, k).At(t0)
