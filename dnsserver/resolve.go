@@ -23,10 +23,12 @@ type resolver struct {
 	scope uint8
 }
 
-// resolve follows RFC 1034 §4.3.2 for a zone without DNSSEC: exact match,
-// delegation, CNAME (followed while it stays in the zone), wildcard
-// (RFC 4592: only below the closest encloser, never below an existing
-// name), otherwise NXDOMAIN. It returns the rcode index.
+// resolve follows RFC 1034 §4.3.2: exact match, delegation, CNAME
+// (followed while it stays in the zone), wildcard (RFC 4592: only below
+// the closest encloser, never below an existing name), otherwise
+// NXDOMAIN. It returns the rcode index. In a signed zone every write goes
+// through put, putAddrs, negative and referral, which add what DNSSEC
+// asks for when the query has DO (sign.go).
 func (r *resolver) resolve(s *Server, client zones.Client) int {
 	r.aa = true
 	q, z := r.q, r.z

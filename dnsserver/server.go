@@ -9,6 +9,10 @@
 // once per query, takes no lock and, warmed up, allocates nothing.
 // miekg/dns packs the zone data at Publish time and serves the tests.
 //
+// Zones with keys are signed online (sign.go): RRSIGs from a cache keyed
+// by RRset content, compact denial of existence, nothing extra without
+// the DO bit.
+//
 // # UDP
 //
 // Each listen address has Config.UDPSockets SO_REUSEPORT sockets, each
