@@ -59,6 +59,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"gslbd/dnsserver/dnstap"
 	"gslbd/zones"
 )
 
@@ -88,6 +89,9 @@ type Config struct {
 	UDPBatch int
 	// QueryLogSample logs this share (0..1) of queries at Info; 0 logs none.
 	QueryLogSample float64
+	// Tap, when not nil, gets every query and its response (dnstap). Its
+	// Log never blocks; its Run is the caller's to start.
+	Tap *dnstap.Sink
 }
 
 func (c *Config) defaults() {
@@ -360,6 +364,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 func (s *Server) serveUDPEach(c *net.UDPConn) {
 	in := make([]byte, maxTCP)
 	out := make([]byte, 0, max(maxTCP, int(s.cfg.UDPSize)))
+	tap, local := s.tapFor(c.LocalAddr())
 	for {
 		n, src, err := c.ReadFromUDPAddrPort(in)
 		if err != nil {
@@ -372,7 +377,14 @@ func (s *Server) serveUDPEach(c *net.UDPConn) {
 			s.log.Debug("read udp", "err", err)
 			continue
 		}
+		var qt time.Time
+		if tap != nil {
+			qt = time.Now()
+		}
 		resp := s.Handle(out[:0], in[:n], src, false)
+		if tap != nil {
+			tap.Log(in[:n], resp, src, local, false, qt)
+		}
 		if resp == nil {
 			continue
 		}
@@ -443,6 +455,7 @@ func (s *Server) serveConn(c *net.TCPConn) {
 	defer s.bufs.Put(outp)
 	in, out := *inp, *outp
 	br := bufio.NewReaderSize(c, 4096)
+	tap, local := s.tapFor(c.LocalAddr())
 	for {
 		c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
 		if s.closing.Load() {
@@ -455,7 +468,14 @@ func (s *Server) serveConn(c *net.TCPConn) {
 		if _, err := io.ReadFull(br, in[2:2+n]); err != nil {
 			return
 		}
+		var qt time.Time
+		if tap != nil {
+			qt = time.Now()
+		}
 		resp := s.Handle(out[2:2], in[2:2+n], src, true)
+		if tap != nil {
+			tap.Log(in[2:2+n], resp, src, local, true, qt)
+		}
 		if resp == nil {
 			return // junk: a stream cannot resynchronise after it
 		}
@@ -466,6 +486,16 @@ func (s *Server) serveConn(c *net.TCPConn) {
 		}
 		s.sample(src, resp, true)
 	}
+}
+
+// tapFor returns the dnstap sink, or nil when none logs anything, and the
+// local address of a listener for its messages.
+func (s *Server) tapFor(local net.Addr) (*dnstap.Sink, netip.AddrPort) {
+	if !s.cfg.Tap.Enabled() {
+		return nil, netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(local.String())
+	return s.cfg.Tap, ap
 }
 
 // sample logs one in sampleEvery answered queries at Info. Only sampled
