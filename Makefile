@@ -46,8 +46,8 @@ contract: ## run the black-box contract smoke test in ../shared/contract against
 
 fuzz: ## fuzz the packet path, the config loaders and the selection (FUZZTIME each, default 1m)
 	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $${FUZZTIME:-1m} ./dnsserver
-	$(GO) test -run '^$$' -fuzz '^FuzzLoadZoneFile$$' -fuzztime $${FUZZTIME:-1m} ./zones
-	$(GO) test -run '^$$' -fuzz '^FuzzLoadPoolFile$$' -fuzztime $${FUZZTIME:-1m} ./zones
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadZoneFile$$' -fuzztime $${FUZZTIME:-1m} ./zones/config
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadPoolFile$$' -fuzztime $${FUZZTIME:-1m} ./zones/config
 	$(GO) test -run '^$$' -fuzz '^FuzzSelect$$' -fuzztime $${FUZZTIME:-1m} ./zones
 
 bench: build ## gslbd vs gdnsd: dnsperf QPS, CPU, latency, ECS scopes, failover (docs/performance.md; BENCHFLAGS=-h)

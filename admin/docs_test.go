@@ -6,7 +6,7 @@ import (
 	"regexp"
 	"testing"
 
-	"gslbd/zones"
+	"gslbd/zones/config"
 )
 
 // TestOperationsDocConfig: the node config in docs/operations.md is one a
@@ -36,7 +36,7 @@ func TestOperationsDocConfig(t *testing.T) {
 		if err := os.WriteFile(path, b[1], 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := zones.LoadNodeConfig(path); err != nil {
+		if _, err := config.LoadNodeConfig(path); err != nil {
 			t.Errorf("TOML example %d of docs/operations.md: %v", i+1, err)
 		}
 	}

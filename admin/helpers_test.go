@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"gslbd/zones"
+	"gslbd/zones/config"
 )
 
 // testToken is the bearer token of the test servers.
@@ -138,11 +139,11 @@ func writeConfig(t *testing.T, files map[string]string) string {
 
 func loadSnapshot(t *testing.T, path string) *zones.Snapshot {
 	t.Helper()
-	cfg, err := zones.LoadNodeConfig(path)
+	cfg, err := config.LoadNodeConfig(path)
 	if err != nil {
 		t.Fatalf("load node config: %v", err)
 	}
-	snap, err := zones.Load(cfg)
+	snap, err := config.Load(cfg)
 	if err != nil {
 		t.Fatalf("load snapshot: %v", err)
 	}
@@ -314,11 +315,11 @@ func newFixture(t *testing.T, token string) *fixture {
 	src := &liveSource{snap: snap, mesh: mesh}
 	f := &fixture{mesh: mesh, src: src, reg: prometheus.NewRegistry(), path: path}
 	f.reload = func(ctx context.Context) error {
-		cfg, err := zones.LoadNodeConfig(path)
+		cfg, err := config.LoadNodeConfig(path)
 		if err != nil {
 			return err
 		}
-		s, err := zones.Load(cfg)
+		s, err := config.Load(cfg)
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"gslbd/zones"
+	"gslbd/zones/config"
 )
 
 // testNode is the node config of the wire tests: override networks put
@@ -234,11 +235,11 @@ func loadView(t testing.TB, files map[string]string) *zones.View {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := zones.LoadNodeConfig(filepath.Join(dir, "gslbd.toml"))
+	cfg, err := config.LoadNodeConfig(filepath.Join(dir, "gslbd.toml"))
 	if err != nil {
 		t.Fatalf("load node config: %v", err)
 	}
-	snap, err := zones.Load(cfg)
+	snap, err := config.Load(cfg)
 	if err != nil {
 		t.Fatalf("load zones: %v", err)
 	}

@@ -34,7 +34,7 @@ func TestFullDatabase(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	cpu0 := cpuTime()
-	db, err := Open(path, nil)
+	db, err := open(path, nil)
 	cpu := cpuTime() - cpu0
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func BenchmarkOpenFull(b *testing.B) {
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	for b.Loop() {
-		if _, err := Open(path, nil); err != nil {
+		if _, err := open(path, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -100,7 +100,7 @@ func BenchmarkOpenFull(b *testing.B) {
 }
 
 func BenchmarkLookupFull(b *testing.B) {
-	db, err := Open(fullDB(b), nil)
+	db, err := open(fullDB(b), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 // operator overrides (geo.networks) checked first, and great-circle distance.
 //
 // The technique is gdnsd's (libgdmaps): instead of asking the MaxMind
-// reader per query, Open walks every network of the database once,
+// reader per query, Build walks every network of the database once,
 // deduplicates the records into Locations with dense IDs, lays the
 // overrides over the result, and merges neighbouring networks with the
 // same answer. A lookup is then a binary search in a sorted array of range
@@ -132,21 +132,27 @@ func (db *DB) Info() Info {
 	return i
 }
 
-// record is the part of a City or Country record that locates a client;
-// the reader's struct decoding skips everything else (names, subdivisions,
-// traits), which keeps the one-time walk fast.
-type record struct {
-	Country struct {
-		ISOCode string `maxminddb:"iso_code"`
-	} `maxminddb:"country"`
-	Continent struct {
-		Code string `maxminddb:"code"`
-	} `maxminddb:"continent"`
-	Location struct {
-		Latitude  *float64 `maxminddb:"latitude"`
-		Longitude *float64 `maxminddb:"longitude"`
-	} `maxminddb:"location"`
+// Metadata is what Build needs from the metadata section of a MaxMind DB
+// file.
+type Metadata struct {
+	DatabaseType string // e.g. "GeoLite2-City"
+	BuildTime    time.Time
+	IPVersion    uint // 4 or 6
+	NodeCount    uint // nodes of the search tree
+	RecordSize   uint // bits per record: 24, 28 or 32
 }
+
+// Record is the part of a City or Country record that locates a client.
+type Record struct {
+	Country   string // ISO 3166-1 alpha-2, any case
+	Continent string // two-letter continent code, any case
+	Lat, Lon  float64
+	HasCoords bool
+}
+
+// DecodeFunc decodes the record at offset in the data section of the file
+// Build walks. Build calls it once per distinct record.
+type DecodeFunc func(offset uintptr) (Record, error)
 
 // locKey identifies a Location for deduplication.
 type locKey struct {
@@ -192,10 +198,19 @@ func (b *builder) location(k locKey) uint32 {
 	return id
 }
 
-// Open loads the database at path ("" = none) with the overrides. The
-// database must be a MaxMind DB with City or Country records (GeoIP2 or
-// GeoLite2 City/Country, DB-IP City/Country Lite). The file is read once
-// and closed before Open returns.
+// New returns a DB that knows only the overrides (a node without a
+// database).
+func New(overrides []Override) (*DB, error) {
+	return build("", overrides, nil)
+}
+
+// Build walks the search tree of a MaxMind DB file with City or Country
+// records (GeoIP2 or GeoLite2 City/Country, DB-IP City/Country Lite) whose
+// whole image is data and whose metadata is md, decoding records with
+// decode, and lays the overrides over it. path only names the file in
+// errors and Info. Reading the file and its metadata is the caller's (see
+// geo/mmdb), so that this package, which the query path imports, does not
+// depend on a MaxMind reader.
 //
 // Overrides: for an address, the longest override prefix containing it
 // decides (Source = SourceOverride); without one the database decides.
@@ -205,7 +220,13 @@ func (b *builder) location(k locKey) uint32 {
 // so inside an override that contains a longer one, an address outside
 // the longer one gets a prefix that excludes it (e.g. 10.0.0.0/8 with
 // 10.1.0.0/16 inside: 10.2.3.4 gets /15, 10.200.0.1 gets /9).
-func Open(path string, overrides []Override) (*DB, error) {
+func Build(path string, data []byte, md Metadata, decode DecodeFunc, overrides []Override) (*DB, error) {
+	return build(path, overrides, func(db *DB, b *builder, v4, v6 *runList) error {
+		return db.walk(path, data, md, decode, b, v4, v6)
+	})
+}
+
+func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, v6 *runList) error) (*DB, error) {
 	t0 := time.Now()
 	b := &builder{
 		locs:  []Location{{ID: 0}},
@@ -216,10 +237,10 @@ func Open(path string, overrides []Override) (*DB, error) {
 
 	v4 := newRunList(32)
 	v6 := newRunList(128)
-	if path == "" {
+	if walk == nil {
 		v4.add(u128{}, v4.spaceMax(), 0)
 		v6.add(u128{}, v6.spaceMax(), 0)
-	} else if err := db.walk(path, b, v4, v6); err != nil {
+	} else if err := walk(db, b, v4, v6); err != nil {
 		return nil, err
 	}
 

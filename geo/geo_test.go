@@ -40,6 +40,20 @@ func answerOf(l *Location) answer {
 	return answer{l.Country, l.Continent, l.Lat, l.Lon, l.HasCoords, l.Source}
 }
 
+// record is the part of a City or Country record that locates a client.
+type record struct {
+	Country struct {
+		ISOCode string `maxminddb:"iso_code"`
+	} `maxminddb:"country"`
+	Continent struct {
+		Code string `maxminddb:"code"`
+	} `maxminddb:"continent"`
+	Location struct {
+		Latitude  *float64 `maxminddb:"latitude"`
+		Longitude *float64 `maxminddb:"longitude"`
+	} `maxminddb:"location"`
+}
+
 // readerAnswer asks the maxminddb reader directly: the answer and the
 // prefix length of the network it found.
 func readerAnswer(t testing.TB, r *maxminddb.Reader, a netip.Addr) (answer, int) {
@@ -366,7 +380,7 @@ func TestLookupTable(t *testing.T) {
 		{"none+overrides", "", false, testOverrides},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db, err := Open(tc.path, tc.ovs)
+			db, err := open(tc.path, tc.ovs)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -384,11 +398,11 @@ func TestLookupTable(t *testing.T) {
 // networks with the model, and (without overrides) with the reader.
 func TestLookupRandom(t *testing.T) {
 	rows := readTable(t)
-	db, err := Open(cityDB, testOverrides)
+	db, err := open(cityDB, testOverrides)
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := Open(cityDB, nil)
+	plain, err := open(cityDB, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +469,7 @@ func TestGenerated(t *testing.T) {
 }
 
 func TestInfo(t *testing.T) {
-	db, err := Open(cityDB, testOverrides)
+	db, err := open(cityDB, testOverrides)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,7 +490,7 @@ func TestInfo(t *testing.T) {
 	if i.Overrides != len(testOverrides) {
 		t.Errorf("Info.Overrides = %d, want %d", i.Overrides, len(testOverrides))
 	}
-	c, err := Open(countryDB, nil)
+	c, err := open(countryDB, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +522,7 @@ func TestNoDatabase(t *testing.T) {
 
 func mustOpen(t testing.TB, path string, ovs []Override) *DB {
 	t.Helper()
-	db, err := Open(path, ovs)
+	db, err := open(path, ovs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,12 +564,12 @@ func TestOpenErrors(t *testing.T) {
 		{"directory", dir, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db, err := Open(tc.path, nil)
+			db, err := open(tc.path, nil)
 			if err == nil {
-				t.Fatalf("Open(%s) = %+v, want an error", tc.path, db.Info())
+				t.Fatalf("open(%s) = %+v, want an error", tc.path, db.Info())
 			}
 			if db != nil {
-				t.Errorf("Open(%s) returned a DB with its error", tc.path)
+				t.Errorf("open(%s) returned a DB with its error", tc.path)
 			}
 			if !strings.Contains(err.Error(), tc.path) || !strings.HasPrefix(err.Error(), "geo: ") {
 				t.Errorf("error %q does not name the file %s", err, tc.path)
@@ -589,7 +603,7 @@ func writeASN(t *testing.T, dir string) string {
 }
 
 func TestOverrideValidation(t *testing.T) {
-	if _, err := Open("", []Override{{Country: "DE"}}); err == nil {
+	if _, err := open("", []Override{{Country: "DE"}}); err == nil {
 		t.Error("Open with an invalid override prefix succeeded")
 	}
 	// Lower-case codes are normalised, and a host address with bits set

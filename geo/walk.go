@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
-
-	"github.com/oschwald/maxminddb-golang/v2"
 )
 
 // metadataMarker starts the metadata section of a MaxMind DB file.
@@ -20,22 +17,15 @@ var metadataMarker = []byte("\xAB\xCD\xEFMaxMind.com")
 // about twice as fast on a full City database, and it sees the nodes, so
 // it knows which subtrees alias the IPv4 subtree instead of guessing from
 // gaps. Records are decoded through the reader, once per distinct record.
-func (db *DB) walk(path string, b *builder, v4, v6 *runList) error {
-	buf, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("geo: open %s: %w", path, err)
-	}
-	r, err := maxminddb.OpenBytes(buf)
-	if err != nil {
-		return fmt.Errorf("geo: open %s: %w", path, err)
-	}
-	defer r.Close() //nolint:errcheck // nothing to release for a byte buffer
-	md := r.Metadata
+func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, b *builder, v4, v6 *runList) error {
 	if !supportedType(md.DatabaseType) {
 		return fmt.Errorf("geo: open %s: database type %q has no city or country records (want a GeoIP2/GeoLite2 City or Country or a DB-IP City/Country Lite database)", path, md.DatabaseType)
 	}
+	if md.RecordSize != 24 && md.RecordSize != 28 && md.RecordSize != 32 {
+		return fmt.Errorf("geo: open %s: record size %d: want 24, 28 or 32 bits", path, md.RecordSize)
+	}
 	db.info.Type = md.DatabaseType
-	db.info.BuildTime = md.BuildTime()
+	db.info.BuildTime = md.BuildTime
 	db.info.IPVersion = int(md.IPVersion)
 
 	corrupt := func(format string, args ...any) error {
@@ -59,7 +49,7 @@ func (db *DB) walk(path string, b *builder, v4, v6 *runList) error {
 		case 28:
 			return uint64(o[3]&0xF0)<<20 | uint64(o[0])<<16 | uint64(o[1])<<8 | uint64(o[2]),
 				uint64(o[3]&0x0F)<<24 | uint64(o[4])<<16 | uint64(o[5])<<8 | uint64(o[6])
-		default: // 32; OpenBytes rejects other sizes
+		default: // 32, checked above
 			return uint64(o[0])<<24 | uint64(o[1])<<16 | uint64(o[2])<<8 | uint64(o[3]),
 				uint64(o[4])<<24 | uint64(o[5])<<16 | uint64(o[6])<<8 | uint64(o[7])
 		}
@@ -98,17 +88,17 @@ func (db *DB) walk(path string, b *builder, v4, v6 *runList) error {
 			if p < nodeCount+16 || off >= dataSize {
 				return 0, corrupt("record pointer %d outside the data section", p)
 			}
-			var rec record
-			if err := r.LookupOffset(uintptr(off)).Decode(&rec); err != nil {
+			rec, err := decode(uintptr(off))
+			if err != nil {
 				return 0, corrupt("record at %d: %v", off, err)
 			}
 			k := locKey{
-				country:   strings.ToUpper(rec.Country.ISOCode),
-				continent: strings.ToUpper(rec.Continent.Code),
+				country:   strings.ToUpper(rec.Country),
+				continent: strings.ToUpper(rec.Continent),
+				lat:       rec.Lat,
+				lon:       rec.Lon,
+				hasCoords: rec.HasCoords,
 				source:    SourceDatabase,
-			}
-			if rec.Location.Latitude != nil && rec.Location.Longitude != nil {
-				k.lat, k.lon, k.hasCoords = *rec.Location.Latitude, *rec.Location.Longitude, true
 			}
 			id = b.location(k)
 			byPointer[p] = id

@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"gslbd/zones"
+	"gslbd/zones/config"
 )
 
 // localHealth is a single node's verdicts straight from its own probes, as
@@ -142,11 +143,11 @@ pool = "spare"
 			pool("spare", "when_all_down = \"fallback\"\nfallback = \"backup\"") +
 			"[backup]\n[[backup.sites]]\nname = \"lab\"\naddresses = [\"127.0.0.39\"]\n",
 	})
-	cfg, err := zones.LoadNodeConfig(filepath.Join(dir, "gslbd.toml"))
+	cfg, err := config.LoadNodeConfig(filepath.Join(dir, "gslbd.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := zones.Load(cfg)
+	snap, err := config.Load(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

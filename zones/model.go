@@ -1,7 +1,9 @@
-// Package zones compiles gslbd's TOML files — the node config, the zone
-// files and the pool files — into one immutable, validated Snapshot, and
-// chooses the answer for a pool name (SPEC §5) from a View: a snapshot plus
-// the health verdicts and drains in force.
+// Package zones is the model of gslbd's configuration — one immutable,
+// validated Snapshot of zones, pools, sites and probe targets — and
+// chooses the answer for a pool name from a View: a snapshot plus the
+// health verdicts and drains in force. Reading and validating the files
+// that describe a Snapshot is zones/config's job; this package knows no
+// file format, so what only reads snapshots does not link a decoder.
 //
 // Nothing in a Snapshot or View changes after it is built, except the
 // per-site rotation counters, which are atomic. Readers share them freely;
@@ -9,7 +11,10 @@
 package zones
 
 import (
+	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,8 +25,6 @@ import (
 
 // Snapshot is everything one load of the configuration produced.
 type Snapshot struct {
-	Node *NodeConfig
-
 	// Zones sorted by origin, longest (most labels) first, so the first
 	// zone whose origin is a suffix of a name is the closest enclosing one.
 	Zones []*Zone
@@ -45,7 +48,7 @@ type Snapshot struct {
 
 	LoadedAt time.Time
 
-	// sel is derived by prepareSelection (select.go), not loaded.
+	// sel is derived by Prepare (select.go), not loaded.
 	sel snapSel
 }
 
@@ -126,7 +129,7 @@ type Pool struct {
 	// Index is the pool's position in Snapshot.PoolList.
 	Index int
 
-	// sel is derived by prepareSelection (select.go), not loaded.
+	// sel is derived by Prepare (select.go), not loaded.
 	sel poolSel
 }
 
@@ -147,7 +150,7 @@ type Site struct {
 
 	// rr rotates among the site's eligible addresses, query to query.
 	rr atomic.Uint32
-	// sel is derived by prepareSelection (select.go), not loaded.
+	// sel is derived by Prepare (select.go), not loaded.
 	sel siteSel
 }
 
@@ -192,4 +195,128 @@ type Target struct {
 	Key   string
 	Addr  netip.Addr
 	Check Check
+}
+
+// Zone returns the closest enclosing zone of name (fully qualified, any
+// case), or nil when no zone holds it. It does not allocate.
+func (s *Snapshot) Zone(name string) *Zone {
+	for _, z := range s.Zones {
+		if inZone(name, z.Origin) {
+			return z
+		}
+	}
+	return nil
+}
+
+// inZone reports whether name is origin or below it, ignoring case.
+func inZone(name, origin string) bool {
+	if origin == "." {
+		return true
+	}
+	n, o := len(name), len(origin)
+	if n < o || !strings.EqualFold(name[n-o:], origin) {
+		return false
+	}
+	return n == o || name[n-o-1] == '.' && !escapedDot(name, n-o-1)
+}
+
+// escapedDot reports whether the dot at i is escaped ("a\.b" is one label).
+func escapedDot(name string, i int) bool {
+	bs := 0
+	for j := i - 1; j >= 0 && name[j] == '\\'; j-- {
+		bs++
+	}
+	return bs%2 == 1
+}
+
+func (p Policy) String() string {
+	switch p {
+	case PolicyWeighted:
+		return "weighted"
+	case PolicyFailover:
+		return "failover"
+	default:
+		return "geo"
+	}
+}
+
+func (t CheckType) String() string {
+	switch t {
+	case CheckHTTP:
+		return "http"
+	case CheckHTTPS:
+		return "https"
+	case CheckTCP:
+		return "tcp"
+	default:
+		return "none"
+	}
+}
+
+// String is the canonical form of the check, part of Target.Key: equal
+// checks give equal strings on every node, different checks different
+// strings. Examples: "none", "tcp:443?i=5s&t=2s&r=2&f=3",
+// "http:80/healthz?host=www.example.com&expect=200,301&i=5s&t=2s&r=2&f=3".
+func (c Check) String() string {
+	if c.Type == CheckNone {
+		return "none"
+	}
+	var b strings.Builder
+	b.WriteString(c.Type.String())
+	b.WriteByte(':')
+	b.WriteString(strconv.Itoa(int(c.Port)))
+	sep := byte('?')
+	param := func(k, v string) {
+		b.WriteByte(sep)
+		sep = '&'
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(v)
+	}
+	if c.Type != CheckTCP {
+		b.WriteString(escapeKey(c.Path))
+		if c.Host != "" {
+			param("host", escapeKey(c.Host))
+		}
+		codes := make([]string, len(c.Expect))
+		for i, e := range c.Expect {
+			codes[i] = strconv.Itoa(e)
+		}
+		param("expect", strings.Join(codes, ","))
+	}
+	param("i", c.Interval.String())
+	param("t", c.Timeout.String())
+	param("r", strconv.Itoa(c.Rise))
+	param("f", strconv.Itoa(c.Fall))
+	if c.Insecure {
+		param("insecure", "1")
+	}
+	return b.String()
+}
+
+// escapeKey percent-encodes the bytes that structure a check string, so a
+// path holding "?" or "&" cannot make two checks look alike.
+func escapeKey(s string) string {
+	const special = "%?&|=, "
+	if !strings.ContainsAny(s, special) && !hasCtl(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; strings.IndexByte(special, c) >= 0 || c < 0x20 || c == 0x7f {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func hasCtl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }

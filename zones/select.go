@@ -20,7 +20,7 @@ import (
 // Answer selection (SPEC §5). The hot path is View.Select; View.Explain runs
 // the very same selectPool with a *Trace attached, so what explain prints is
 // what the server does. Everything that does not depend on the client or on
-// the health verdicts is computed once per snapshot (prepareSelection);
+// the health verdicts is computed once per snapshot (Prepare);
 // everything that depends on the verdicts but not on the client once per
 // view (NewView); a query only looks the client up, orders the sites that
 // still have an eligible address and copies addresses out.
@@ -67,14 +67,14 @@ type rank struct {
 	tier int32
 }
 
-// snapSel is what prepareSelection derives for a whole snapshot.
+// snapSel is what Prepare derives for a whole snapshot.
 type snapSel struct {
 	once     sync.Once
 	numSites int // sites across all pools; siteSel.seq is in [0, numSites)
 	numPools int
 }
 
-// poolSel is what prepareSelection derives for a pool.
+// poolSel is what Prepare derives for a pool.
 type poolSel struct {
 	seq int     // position among Snapshot.PoolList, for View state
 	has [2]bool // the pool has an address of the family at all
@@ -92,17 +92,17 @@ type poolSel struct {
 	geoOrders [][]rank
 }
 
-// siteSel is what prepareSelection derives for a site.
+// siteSel is what Prepare derives for a site.
 type siteSel struct {
 	seq  int    // position among all sites of the snapshot, for View state
 	seed uint64 // rendezvous identity: hash of pool and site name, stable across reloads and nodes
 }
 
-// prepareSelection precomputes, once per snapshot, what the answer
-// selection needs (per-pool site orders by client location). Load calls it
-// last, after every pool and the geo database are in place. NewView calls it
-// too, so a snapshot built by hand works; it runs only once.
-func (s *Snapshot) prepareSelection() error {
+// Prepare precomputes, once per snapshot, what the answer selection needs
+// (per-pool site orders by client location). The loader (zones/config)
+// calls it last, after every pool and the geo database are in place;
+// NewView calls it too, so a snapshot built by hand works. It runs once.
+func (s *Snapshot) Prepare() error {
 	s.sel.once.Do(s.prepare)
 	return nil
 }

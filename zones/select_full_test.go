@@ -69,9 +69,7 @@ func loadFull(tb testing.TB, path string) *Snapshot {
 	must(os.WriteFile(filepath.Join(dir, "gslbd.toml"), []byte(fmt.Sprintf(selNode, path)), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "zones", "sel.toml"), []byte(zoneText("geo3", "geo20")), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "pools", "pools.toml"), []byte(fullPools()), 0o644))
-	cfg, err := LoadNodeConfig(filepath.Join(dir, "gslbd.toml"))
-	must(err)
-	s, err := Load(cfg)
+	s, err := loadTree(filepath.Join(dir, "gslbd.toml"))
 	must(err)
 	return s
 }

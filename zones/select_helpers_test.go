@@ -146,11 +146,7 @@ func loadFiles(t testing.TB, node, zone, pools string) *Snapshot {
 	must(os.WriteFile(filepath.Join(dir, "gslbd.toml"), []byte(fmt.Sprintf(node, db)), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "zones", "sel.toml"), []byte(zone), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "pools", "pools.toml"), []byte(pools), 0o644))
-	cfg, err := LoadNodeConfig(filepath.Join(dir, "gslbd.toml"))
-	if err != nil {
-		t.Fatalf("load node config: %v", err)
-	}
-	s, err := Load(cfg)
+	s, err := loadTree(filepath.Join(dir, "gslbd.toml"))
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}

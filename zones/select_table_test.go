@@ -198,7 +198,7 @@ func b2i(b bool) int {
 // the DB's and report what they hold.
 func TestGeoTableRanges(t *testing.T) {
 	s := loadFiles(t, selNode, zoneText("geo", "geoaff", "g6"), selPools()+g6Pool)
-	s.prepareSelection()
+	s.Prepare()
 	if s.Pools["geo"].sel.geoTab != s.Pools["geoaff"].sel.geoTab {
 		t.Error("pools geo and geoaff rank the same sites but do not share a table")
 	}
@@ -225,7 +225,7 @@ func TestGeoTableRanges(t *testing.T) {
 func TestAffinityKeyEqualWeights(t *testing.T) {
 	s := loadSel(t, selPools())
 	p := s.Pools["waff"]
-	s.prepareSelection()
+	s.Prepare()
 	for i := range 5000 {
 		q := query{addr: netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1})}
 		var fast, slow [3]float64

@@ -44,7 +44,7 @@ type poolView struct {
 // NewView computes the per-address state of s from h. A nil h means every
 // address is up and only `drained = true` from the files applies.
 func NewView(s *Snapshot, h Health) *View {
-	s.prepareSelection()
+	s.Prepare()
 	v := &View{Snap: s, down: make([]bool, s.NumAddrs), drained: make([]bool, s.NumAddrs)}
 	for _, p := range s.PoolList {
 		for _, site := range p.Sites {

@@ -6,7 +6,7 @@ import (
 	"gslbd/admin"
 	"gslbd/cluster"
 	"gslbd/healthmon"
-	"gslbd/zones"
+	"gslbd/zones/config"
 )
 
 // The admin package defines what it needs from the mesh and the monitor;
@@ -58,7 +58,7 @@ func (a monitorAdapter) Probes() map[string]admin.ProbeState {
 }
 
 // querySample is the share of queries the DNS server logs.
-func querySample(l zones.LogSection) float64 {
+func querySample(l config.LogSection) float64 {
 	if !l.Queries {
 		return 0
 	}

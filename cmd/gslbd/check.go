@@ -8,12 +8,13 @@ import (
 	"path/filepath"
 
 	"gslbd/zones"
+	"gslbd/zones/config"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := fs.String("config", "gslbd.toml", "node config `file`")
+	cfgPath := fs.String("config", "gslbd.toml", "node config `file`")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -21,13 +22,13 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gslbd check: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	snap, err := loadAll(*config)
+	cfg, snap, err := loadAll(*cfgPath)
 	if err != nil {
 		printErrors(stderr, err)
 		return exitFail
 	}
 	for _, f := range snap.Files {
-		fmt.Fprintf(stdout, "%s: %s\n", relPath(snap.Node.Dir, f.Path), f.Summary)
+		fmt.Fprintf(stdout, "%s: %s\n", relPath(cfg.Dir, f.Path), f.Summary)
 	}
 	for _, w := range snap.Warnings {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
@@ -37,12 +38,13 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 }
 
 // loadAll reads the node config and everything it names.
-func loadAll(path string) (*zones.Snapshot, error) {
-	cfg, err := zones.LoadNodeConfig(path)
+func loadAll(path string) (*config.NodeConfig, *zones.Snapshot, error) {
+	cfg, err := config.LoadNodeConfig(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return zones.Load(cfg)
+	snap, err := config.Load(cfg)
+	return cfg, snap, err
 }
 
 // printErrors prints every error of a joined error on a line of its own.

@@ -22,6 +22,7 @@ import (
 	"gslbd/admin"
 	"gslbd/cluster"
 	"gslbd/zones"
+	"gslbd/zones/config"
 )
 
 // clientTimeout bounds one admin API call; a reload of a large
@@ -310,7 +311,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	cf.register(fs)
 	clientS := fs.String("client", "", "client `IP` address to explain the answer for (required)")
 	ecs := fs.Int("ecs", -1, "treat the client as an EDNS Client Subnet with this source prefix length (`BITS`)")
-	config := fs.String("config", "", "explain offline from this node config `FILE` instead of asking a node")
+	cfgPath := fs.String("config", "", "explain offline from this node config `FILE` instead of asking a node")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return parseFailed(err)
@@ -339,16 +340,16 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	adminSet := false
 	fs.Visit(func(f *flag.Flag) { adminSet = adminSet || f.Name == "admin" })
-	if *config != "" && adminSet {
+	if *cfgPath != "" && adminSet {
 		return usageError(stderr, fs, "-admin and -config exclude each other")
 	}
 
 	var tr *zones.Trace
-	if *config != "" {
-		cfg, err := zones.LoadNodeConfig(*config)
+	if *cfgPath != "" {
+		cfg, err := config.LoadNodeConfig(*cfgPath)
 		if err == nil {
 			var snap *zones.Snapshot
-			if snap, err = zones.Load(cfg); err == nil {
+			if snap, err = config.Load(cfg); err == nil {
 				tr, err = zones.NewView(snap, nil).ExplainName(qname, qtype, client, *ecs)
 			}
 		}

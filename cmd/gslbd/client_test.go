@@ -19,6 +19,7 @@ import (
 
 	"gslbd/admin"
 	"gslbd/zones"
+	"gslbd/zones/config"
 )
 
 // cliRun runs one client command the way main dispatches it and returns
@@ -233,11 +234,11 @@ func startCLIServer(t *testing.T) (string, string) {
 		}
 	}
 	path := filepath.Join(dir, "gslbd.toml")
-	cfg, err := zones.LoadNodeConfig(path)
+	cfg, err := config.LoadNodeConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := zones.Load(cfg)
+	snap, err := config.Load(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"gslbd/dnsserver"
 	"gslbd/healthmon"
 	"gslbd/zones"
+	"gslbd/zones/config"
 )
 
 // node is one running gslbd: it owns the components and is the only place
@@ -41,11 +42,11 @@ type node struct {
 }
 
 func newNode(path string, log *slog.Logger) (*node, error) {
-	cfg, err := zones.LoadNodeConfig(path)
+	cfg, err := config.LoadNodeConfig(path)
 	if err != nil {
 		return nil, err
 	}
-	snap, err := zones.Load(cfg)
+	snap, err := config.Load(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -181,10 +182,10 @@ func (n *node) applyTargets() {
 // it is valid (SPEC §9).
 func (n *node) reload(ctx context.Context) error {
 	start := time.Now()
-	cfg, err := zones.LoadNodeConfig(n.path)
+	cfg, err := config.LoadNodeConfig(n.path)
 	var snap *zones.Snapshot
 	if err == nil {
-		snap, err = zones.Load(cfg)
+		snap, err = config.Load(cfg)
 	}
 	if err != nil {
 		n.log.Error("reload failed; keeping the running configuration", "errors", strings.Count(err.Error(), "\n")+1)

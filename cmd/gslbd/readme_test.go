@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"gslbd/zones"
+	"gslbd/zones/config"
 )
 
 var tomlBlock = regexp.MustCompile("(?s)```toml\n(.*?)```")
@@ -45,11 +45,11 @@ func TestReadmeExamples(t *testing.T) {
 	if nzones == 0 || npools == 0 {
 		t.Fatalf("README examples: %d zones, %d pools; want both", nzones, npools)
 	}
-	cfg, err := zones.LoadNodeConfig(filepath.Join(dir, "gslbd.toml"))
+	cfg, err := config.LoadNodeConfig(filepath.Join(dir, "gslbd.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := zones.Load(cfg); err != nil {
+	if _, err := config.Load(cfg); err != nil {
 		t.Fatalf("README examples do not load:\n%v", err)
 	}
 }

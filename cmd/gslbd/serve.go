@@ -17,7 +17,7 @@ import (
 func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := fs.String("config", "gslbd.toml", "node config `file`")
+	cfgPath := fs.String("config", "gslbd.toml", "node config `file`")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -39,7 +39,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	n, err := newNode(*config, log)
+	n, err := newNode(*cfgPath, log)
 	if err != nil {
 		printErrors(stderr, err)
 		return exitFail

@@ -1,4 +1,4 @@
-package zones
+package config
 
 import (
 	"fmt"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"gslbd/zones"
 )
 
 // Defaults of zone files (SPEC §3).
@@ -30,7 +32,7 @@ const maxTTL = 1<<31 - 1 // RFC 2181 §8
 
 // zoneSrc is a zone with where it came from.
 type zoneSrc struct {
-	zone      *Zone
+	zone      *zones.Zone
 	d         *doc
 	badOrigin bool // missing or invalid: no duplicate check
 	names     int  // names written in the file (not counting empty non-terminals)
@@ -41,7 +43,7 @@ type zoneSrc struct {
 // nameSrc is one [records.NAME] table while the zone is checked.
 type nameSrc struct {
 	t     *table
-	name  *Name
+	name  *zones.Name
 	types map[string][]string // record type → path of its key
 	pool  []string            // path of the pool key, nil without one
 }
@@ -49,13 +51,13 @@ type nameSrc struct {
 // parseZoneFile decodes one zone file. lookupPool resolves pool names (nil
 // when unknown); poolNames lists them all for messages. mtime is the
 // default SOA serial.
-func parseZoneFile(display string, data []byte, mtime time.Time, lookupPool func(string) *Pool, poolNames []string, errs *[]*Error, warns *[]string) *zoneSrc {
+func parseZoneFile(display string, data []byte, mtime time.Time, lookupPool func(string) *zones.Pool, poolNames []string, errs *[]*Error, warns *[]string) *zoneSrc {
 	d := parseDoc(display, data, errs)
 	if d == nil {
 		return nil
 	}
 	root := d.table(nil, d.root)
-	z := &Zone{File: display, TTL: DefaultZoneTTL, Names: map[string]*Name{}}
+	z := &zones.Zone{File: display, TTL: DefaultZoneTTL, Names: map[string]*zones.Name{}}
 	zs := &zoneSrc{zone: z, d: d}
 
 	if root.str("origin", &z.Origin) {
@@ -124,7 +126,7 @@ func parseZoneFile(display string, data []byte, mtime time.Time, lookupPool func
 	}
 	z.SOA.Hdr.Ttl = z.TTL
 
-	apex := &Name{Owner: z.Origin, RRs: []dns.RR{z.SOA}}
+	apex := &zones.Name{Owner: z.Origin, RRs: []dns.RR{z.SOA}}
 	for _, ns := range z.Nameservers {
 		apex.RRs = append(apex.RRs, &dns.NS{Hdr: dns.RR_Header{Name: z.Origin, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: z.TTL}, Ns: ns})
 	}
@@ -293,8 +295,8 @@ func ownerName(d *doc, path []string, key, origin string) (string, bool) {
 }
 
 // parseName decodes one [records.NAME] table.
-func parseName(t *table, z *Zone, owner string, lookupPool func(string) *Pool, poolNames []string) *nameSrc {
-	ns := &nameSrc{t: t, name: &Name{Owner: owner}, types: map[string][]string{}}
+func parseName(t *table, z *zones.Zone, owner string, lookupPool func(string) *zones.Pool, poolNames []string) *nameSrc {
+	ns := &nameSrc{t: t, name: &zones.Name{Owner: owner}, types: map[string][]string{}}
 	ttl := z.TTL
 	t.u32("ttl", 0, maxTTL, &ttl)
 	var pool string
@@ -601,7 +603,7 @@ func otherData(ns *nameSrc, except string) string {
 // an owner and the apex that has no data of its own (RFC 8020: such a name
 // exists, so it answers NODATA rather than NXDOMAIN, and it stops wildcard
 // matching below it, RFC 4592 §2.2.2).
-func addEmptyNonTerminals(z *Zone) {
+func addEmptyNonTerminals(z *zones.Zone) {
 	var ents []string
 	for owner := range z.Names {
 		for n := owner; n != z.Origin; {
@@ -619,6 +621,6 @@ func addEmptyNonTerminals(z *Zone) {
 		}
 	}
 	for _, n := range ents {
-		z.Names[n] = &Name{Owner: n}
+		z.Names[n] = &zones.Name{Owner: n}
 	}
 }

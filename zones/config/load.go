@@ -1,4 +1,10 @@
-package zones
+// Package config reads gslbd's files — the node config (gslbd.toml), the
+// zone files and the pool files — strictly and completely, and compiles
+// them into a validated zones.Snapshot. Every problem of every file is
+// reported at once, each as file:line:col: message, with the line found
+// even where the TOML decoder does not give one (unknown keys, semantic
+// errors), so `gslbd check` can point at the offending key.
+package config
 
 import (
 	"fmt"
@@ -12,20 +18,22 @@ import (
 	"github.com/miekg/dns"
 
 	"gslbd/geo"
+	"gslbd/geo/mmdb"
+	"gslbd/zones"
 )
 
 // Load reads every zone file (*.toml in zones.dir, one zone each) and pool
 // file (*.toml in pools.dir, one or more pools each), in name order, opens
 // the geo database and returns the validated snapshot. All problems of all
 // files are reported at once: the error joins one *Error per problem.
-func Load(cfg *NodeConfig) (*Snapshot, error) {
+func Load(cfg *NodeConfig) (*zones.Snapshot, error) {
 	l := &loader{cfg: cfg, pools: map[string]*poolSrc{}}
-	s := &Snapshot{Node: cfg, Pools: map[string]*Pool{}, LoadedAt: time.Now()}
+	s := &zones.Snapshot{Pools: map[string]*zones.Pool{}, LoadedAt: time.Now()}
 	if cfg.display == "" {
 		cfg.display = displayName(cfg.Path)
 	}
 	if cfg.Path != "" {
-		s.Files = append(s.Files, FileSummary{Path: cfg.display, Summary: nodeSummary(cfg)})
+		s.Files = append(s.Files, zones.FileSummary{Path: cfg.display, Summary: nodeSummary(cfg)})
 	}
 
 	for _, f := range l.list(cfg.Pools, "pools", "pool") {
@@ -35,11 +43,11 @@ func Load(cfg *NodeConfig) (*Snapshot, error) {
 		}
 		srcs := parsePoolFile(displayName(f), data, &l.errs)
 		l.addPools(srcs)
-		s.Files = append(s.Files, FileSummary{Path: displayName(f), Summary: poolsSummary(srcs)})
+		s.Files = append(s.Files, zones.FileSummary{Path: displayName(f), Summary: poolsSummary(srcs)})
 	}
 	l.linkFallbacks()
 	names := slices.Sorted(mapKeysOf(l.pools))
-	lookup := func(name string) *Pool {
+	lookup := func(name string) *zones.Pool {
 		if ps := l.pools[name]; ps != nil {
 			ps.used = true
 			return ps.pool
@@ -67,9 +75,9 @@ func Load(cfg *NodeConfig) (*Snapshot, error) {
 		}
 		origins[z.Origin] = zs
 		s.Zones = append(s.Zones, z)
-		s.Files = append(s.Files, FileSummary{Path: z.File, Summary: zoneSummary(zs)})
+		s.Files = append(s.Files, zones.FileSummary{Path: z.File, Summary: zoneSummary(zs)})
 	}
-	slices.SortFunc(s.Zones, func(a, b *Zone) int {
+	slices.SortFunc(s.Zones, func(a, b *zones.Zone) int {
 		if na, nb := dns.CountLabel(a.Origin), dns.CountLabel(b.Origin); na != nb {
 			return nb - na
 		}
@@ -83,14 +91,14 @@ func Load(cfg *NodeConfig) (*Snapshot, error) {
 	}
 	l.buildPools(s)
 
-	db, err := geo.Open(cfg.Geo.CityDB, overrides(cfg))
+	db, err := mmdb.Open(cfg.Geo.CityDB, overrides(cfg))
 	if err != nil {
 		l.nodeErr(err, []string{"geo", "city_db"}, "open geo database: %v", err)
 	} else {
 		s.Geo = db
 		if cfg.Geo.CityDB != "" {
 			i := db.Info()
-			s.Files = append(s.Files, FileSummary{Path: displayName(cfg.Geo.CityDB), Summary: fmt.Sprintf(
+			s.Files = append(s.Files, zones.FileSummary{Path: displayName(cfg.Geo.CityDB), Summary: fmt.Sprintf(
 				"geo database %s built %s: %d networks, %d locations, loaded in %v",
 				i.Type, i.BuildTime.UTC().Format(time.DateOnly), i.Networks, i.Locations, i.LoadDuration.Round(time.Millisecond))})
 		}
@@ -98,7 +106,7 @@ func Load(cfg *NodeConfig) (*Snapshot, error) {
 	if err := joinErrors(l.errs); err != nil {
 		return nil, err
 	}
-	if err := s.prepareSelection(); err != nil {
+	if err := s.Prepare(); err != nil {
 		return nil, fmt.Errorf("load: prepare answer selection: %w", err)
 	}
 	return s, nil
@@ -175,13 +183,13 @@ func (l *loader) linkFallbacks() {
 		fb.used = true
 		ps.pool.Fallback = fb.pool
 	}
-	reported := map[*Pool]bool{}
+	reported := map[*zones.Pool]bool{}
 	for _, ps := range l.poolList {
-		chain := []*Pool{ps.pool}
+		chain := []*zones.Pool{ps.pool}
 		for p := ps.pool.Fallback; p != nil; p = p.Fallback {
 			if i := slices.Index(chain, p); i >= 0 {
 				cycle := chain[i:]
-				if !slices.ContainsFunc(cycle, func(q *Pool) bool { return reported[q] }) {
+				if !slices.ContainsFunc(cycle, func(q *zones.Pool) bool { return reported[q] }) {
 					var names []string
 					for _, q := range cycle {
 						names = append(names, q.Name)
@@ -203,7 +211,7 @@ func (l *loader) linkFallbacks() {
 
 // buildPools fills the snapshot's pools, indices and the distinct
 // (address, check) targets.
-func (l *loader) buildPools(s *Snapshot) {
+func (l *loader) buildPools(s *zones.Snapshot) {
 	byKey := map[string]int{}
 	for i, ps := range l.poolList {
 		p := ps.pool
@@ -220,7 +228,7 @@ func (l *loader) buildPools(s *Snapshot) {
 				if !ok {
 					t = len(s.Targets)
 					byKey[key] = t
-					s.Targets = append(s.Targets, Target{Key: key, Addr: a.Addr, Check: site.Check})
+					s.Targets = append(s.Targets, zones.Target{Key: key, Addr: a.Addr, Check: site.Check})
 				}
 				a.Target = t
 			}
@@ -243,38 +251,6 @@ func overrides(cfg *NodeConfig) []geo.Override {
 		out = append(out, o)
 	}
 	return out
-}
-
-// Zone returns the closest enclosing zone of name (fully qualified, any
-// case), or nil when no zone holds it. It does not allocate.
-func (s *Snapshot) Zone(name string) *Zone {
-	for _, z := range s.Zones {
-		if inZone(name, z.Origin) {
-			return z
-		}
-	}
-	return nil
-}
-
-// inZone reports whether name is origin or below it, ignoring case.
-func inZone(name, origin string) bool {
-	if origin == "." {
-		return true
-	}
-	n, o := len(name), len(origin)
-	if n < o || !strings.EqualFold(name[n-o:], origin) {
-		return false
-	}
-	return n == o || name[n-o-1] == '.' && !escapedDot(name, n-o-1)
-}
-
-// escapedDot reports whether the dot at i is escaped ("a\.b" is one label).
-func escapedDot(name string, i int) bool {
-	bs := 0
-	for j := i - 1; j >= 0 && name[j] == '\\'; j-- {
-		bs++
-	}
-	return bs%2 == 1
 }
 
 func nodeSummary(cfg *NodeConfig) string {
@@ -343,15 +319,4 @@ func plural(n int, what string) string {
 		return fmt.Sprintf("%d %ses", n, what)
 	}
 	return fmt.Sprintf("%d %ss", n, what)
-}
-
-func (p Policy) String() string {
-	switch p {
-	case PolicyWeighted:
-		return "weighted"
-	case PolicyFailover:
-		return "failover"
-	default:
-		return "geo"
-	}
 }

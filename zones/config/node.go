@@ -1,4 +1,4 @@
-package zones
+package config
 
 // NodeConfig is gslbd.toml (SPEC §2), decoded strictly, defaults applied,
 // relative paths resolved against the file's directory.

@@ -1,4 +1,4 @@
-package zones
+package config
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"gslbd/zones"
 )
 
 // seedFiles adds every TOML file of testdata (valid files and the files of
@@ -52,8 +54,8 @@ func checkErrs(t *testing.T, errs []*Error) {
 func FuzzLoadZoneFile(f *testing.F) {
 	seedFiles(f, "zones")
 	f.Add([]byte("origin = \".\"\nnameservers = [\"a.\"]\n[soa]\nrname = \"b.\"\n[records.\"*\"]\nTXT = [\"\\u0000\"]\n[records.a.b.c.d]\nNS = [\"x.a.b.c.d\"]"))
-	pool := &Pool{Name: "web"}
-	lookup := func(name string) *Pool {
+	pool := &zones.Pool{Name: "web"}
+	lookup := func(name string) *zones.Pool {
 		if name == "web" {
 			return pool
 		}
@@ -73,7 +75,7 @@ func FuzzLoadZoneFile(f *testing.F) {
 			t.Fatalf("apex %v lacks the SOA first", apex)
 		}
 		for owner, n := range z.Names {
-			if n.Owner != owner || !inZone(owner, z.Origin) || strings.ToLower(owner) != owner {
+			if n.Owner != owner || !dns.IsSubDomain(z.Origin, owner) || strings.ToLower(owner) != owner {
 				t.Fatalf("name %q (owner %q) in zone %s", owner, n.Owner, z.Origin)
 			}
 			for _, rr := range n.RRs {
@@ -103,7 +105,7 @@ func FuzzLoadPoolFile(f *testing.F) {
 		if len(errs)+len(l.errs) > 0 {
 			return
 		}
-		s := &Snapshot{Pools: map[string]*Pool{}}
+		s := &zones.Snapshot{Pools: map[string]*zones.Pool{}}
 		l.buildPools(s)
 		for _, p := range s.PoolList {
 			if len(p.Sites) == 0 || p.Answers < 1 {
@@ -115,7 +117,7 @@ func FuzzLoadPoolFile(f *testing.F) {
 				}
 			}
 			for _, site := range p.Sites {
-				if len(site.Addrs) == 0 || site.Check.Type != CheckNone && site.Check.Timeout >= site.Check.Interval {
+				if len(site.Addrs) == 0 || site.Check.Type != zones.CheckNone && site.Check.Timeout >= site.Check.Interval {
 					t.Fatalf("site %s/%s: %+v", p.Name, site.Name, site)
 				}
 				for _, a := range site.Addrs {

@@ -1,12 +1,12 @@
-package zones
+package config
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"gslbd/zones"
 )
 
 // Defaults of pool files (SPEC §4).
@@ -33,7 +33,7 @@ var (
 // poolSrc is a pool with where it came from, for errors found later
 // (fallbacks, duplicates across files, pools no zone uses).
 type poolSrc struct {
-	pool     *Pool
+	pool     *zones.Pool
 	d        *doc
 	fallback string // name given in `fallback`
 	used     bool
@@ -51,7 +51,7 @@ func (ps *poolSrc) errf(key string, format string, args ...any) {
 // from remembers where each given key is, to point at it when the merged
 // check is wrong.
 type checkSpec struct {
-	typ               *CheckType
+	typ               *zones.CheckType
 	port              *uint16
 	path, host        *string
 	expect            []int
@@ -63,7 +63,7 @@ type checkSpec struct {
 	table             []string
 }
 
-var checkTypes = map[string]CheckType{"none": CheckNone, "http": CheckHTTP, "https": CheckHTTPS, "tcp": CheckTCP}
+var checkTypes = map[string]zones.CheckType{"none": zones.CheckNone, "http": zones.CheckHTTP, "https": zones.CheckHTTPS, "tcp": zones.CheckTCP}
 
 func parseCheckSpec(t *table) *checkSpec {
 	c := &checkSpec{from: map[string][]string{}, d: t.d, table: t.path}
@@ -195,19 +195,19 @@ func overlay[T any](dst **T, src *T) {
 // resolve applies the defaults and checks the combination. Keys that do
 // not apply to the type (a path for tcp) are dropped, so that equal probes
 // get equal Target keys.
-func (c *checkSpec) resolve() (Check, bool) {
+func (c *checkSpec) resolve() (zones.Check, bool) {
 	at := func(k string) []string {
 		if p, ok := c.from[k]; ok {
 			return p
 		}
 		return c.table
 	}
-	ck := Check{Type: CheckNone, Interval: DefaultCheckInterval, Timeout: DefaultCheckTimeout,
+	ck := zones.Check{Type: zones.CheckNone, Interval: DefaultCheckInterval, Timeout: DefaultCheckTimeout,
 		Rise: DefaultCheckRise, Fall: DefaultCheckFall}
 	if c.typ != nil {
 		ck.Type = *c.typ
 	}
-	if ck.Type == CheckNone {
+	if ck.Type == zones.CheckNone {
 		// Always up: nothing else matters, and every "none" address is
 		// one target whatever else was written.
 		return ck, true
@@ -234,18 +234,18 @@ func (c *checkSpec) resolve() (Check, bool) {
 		ck.Fall = *c.fall
 	}
 	switch ck.Type {
-	case CheckHTTP:
+	case zones.CheckHTTP:
 		ck.Port = 80
-	case CheckHTTPS:
+	case zones.CheckHTTPS:
 		ck.Port = 443
 	}
 	if c.port != nil {
 		ck.Port = *c.port
-	} else if ck.Type == CheckTCP {
+	} else if ck.Type == zones.CheckTCP {
 		c.d.errf(at("type"), "a tcp check needs a port")
 		ok = false
 	}
-	if ck.Type == CheckHTTP || ck.Type == CheckHTTPS {
+	if ck.Type == zones.CheckHTTP || ck.Type == zones.CheckHTTPS {
 		ck.Path = DefaultCheckPath
 		if c.path != nil {
 			ck.Path = *c.path
@@ -259,94 +259,13 @@ func (c *checkSpec) resolve() (Check, bool) {
 		}
 	}
 	if c.insecure != nil && *c.insecure {
-		if ck.Type != CheckHTTPS {
+		if ck.Type != zones.CheckHTTPS {
 			c.d.errf(at("tls_skip_verify"), "tls_skip_verify applies to https checks only (this one is %s)", ck.Type)
 			ok = false
 		}
 		ck.Insecure = true
 	}
 	return ck, ok
-}
-
-func (t CheckType) String() string {
-	switch t {
-	case CheckHTTP:
-		return "http"
-	case CheckHTTPS:
-		return "https"
-	case CheckTCP:
-		return "tcp"
-	default:
-		return "none"
-	}
-}
-
-// String is the canonical form of the check, part of Target.Key: equal
-// checks give equal strings on every node, different checks different
-// strings. Examples: "none", "tcp:443?i=5s&t=2s&r=2&f=3",
-// "http:80/healthz?host=www.example.com&expect=200,301&i=5s&t=2s&r=2&f=3".
-func (c Check) String() string {
-	if c.Type == CheckNone {
-		return "none"
-	}
-	var b strings.Builder
-	b.WriteString(c.Type.String())
-	b.WriteByte(':')
-	b.WriteString(strconv.Itoa(int(c.Port)))
-	sep := byte('?')
-	param := func(k, v string) {
-		b.WriteByte(sep)
-		sep = '&'
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(v)
-	}
-	if c.Type != CheckTCP {
-		b.WriteString(escapeKey(c.Path))
-		if c.Host != "" {
-			param("host", escapeKey(c.Host))
-		}
-		codes := make([]string, len(c.Expect))
-		for i, e := range c.Expect {
-			codes[i] = strconv.Itoa(e)
-		}
-		param("expect", strings.Join(codes, ","))
-	}
-	param("i", c.Interval.String())
-	param("t", c.Timeout.String())
-	param("r", strconv.Itoa(c.Rise))
-	param("f", strconv.Itoa(c.Fall))
-	if c.Insecure {
-		param("insecure", "1")
-	}
-	return b.String()
-}
-
-// escapeKey percent-encodes the bytes that structure a check string, so a
-// path holding "?" or "&" cannot make two checks look alike.
-func escapeKey(s string) string {
-	const special = "%?&|=, "
-	if !strings.ContainsAny(s, special) && !hasCtl(s) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; strings.IndexByte(special, c) >= 0 || c < 0x20 || c == 0x7f {
-			fmt.Fprintf(&b, "%%%02X", c)
-		} else {
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-func hasCtl(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f {
-			return true
-		}
-	}
-	return false
 }
 
 func validName(s string) bool {
@@ -399,17 +318,17 @@ func parsePoolFile(display string, data []byte, errs *[]*Error) []*poolSrc {
 }
 
 func parsePool(d *doc, name string, t *table) *poolSrc {
-	p := &Pool{Name: name, File: d.file, Answers: DefaultAnswers, TTL: DefaultPoolTTL}
+	p := &zones.Pool{Name: name, File: d.file, Answers: DefaultAnswers, TTL: DefaultPoolTTL}
 	ps := &poolSrc{pool: p, d: d}
 	var s string
 	if t.str("policy", &s) {
 		switch s {
 		case "geo":
-			p.Policy = PolicyGeo
+			p.Policy = zones.PolicyGeo
 		case "weighted":
-			p.Policy = PolicyWeighted
+			p.Policy = zones.PolicyWeighted
 		case "failover":
-			p.Policy = PolicyFailover
+			p.Policy = zones.PolicyFailover
 		default:
 			t.errf("policy", "unknown policy %q (allowed: geo, weighted, failover)", s)
 		}
@@ -419,9 +338,9 @@ func parsePool(d *doc, name string, t *table) *poolSrc {
 	if t.str("affinity", &s) {
 		switch s {
 		case "none":
-			p.Affinity = AffinityNone
+			p.Affinity = zones.AffinityNone
 		case "client-subnet":
-			p.Affinity = AffinityClientSubnet
+			p.Affinity = zones.AffinityClientSubnet
 		default:
 			t.errf("affinity", "unknown affinity %q (allowed: none, client-subnet)", s)
 		}
@@ -429,23 +348,23 @@ func parsePool(d *doc, name string, t *table) *poolSrc {
 	if t.str("when_all_down", &s) {
 		switch s {
 		case "answer-all":
-			p.WhenAllDown = AllDownAnswerAll
+			p.WhenAllDown = zones.AllDownAnswerAll
 		case "fallback":
-			p.WhenAllDown = AllDownFallback
+			p.WhenAllDown = zones.AllDownFallback
 		case "nodata":
-			p.WhenAllDown = AllDownNoData
+			p.WhenAllDown = zones.AllDownNoData
 		default:
 			t.errf("when_all_down", "unknown value %q (allowed: answer-all, fallback, nodata)", s)
 		}
 	}
 	if t.str("fallback", &ps.fallback) {
-		if p.WhenAllDown != AllDownFallback {
+		if p.WhenAllDown != zones.AllDownFallback {
 			t.errf("fallback", "fallback %q is set but when_all_down is not \"fallback\"", ps.fallback)
 			ps.fallback = ""
 		} else if ps.fallback == "" {
 			t.errf("fallback", "empty pool name")
 		}
-	} else if p.WhenAllDown == AllDownFallback && !t.has("fallback") {
+	} else if p.WhenAllDown == zones.AllDownFallback && !t.has("fallback") {
 		t.errf("when_all_down", "when_all_down = \"fallback\" needs a fallback pool: set fallback = \"POOL\"")
 	}
 
@@ -471,15 +390,15 @@ func parsePool(d *doc, name string, t *table) *poolSrc {
 		}
 		p.Sites = append(p.Sites, site)
 	}
-	if p.Policy == PolicyWeighted && len(p.Sites) > 0 && !slices.ContainsFunc(p.Sites, func(s *Site) bool { return s.Weight > 0 }) {
+	if p.Policy == zones.PolicyWeighted && len(p.Sites) > 0 && !slices.ContainsFunc(p.Sites, func(s *zones.Site) bool { return s.Weight > 0 }) {
 		t.errf("policy", "weighted pool where every site has weight 0: no site could ever be chosen")
 	}
 	t.done(poolKeys...)
 	return ps
 }
 
-func parseSite(t *table, p *Pool, i int, pool *checkSpec, seenAddr map[netip.Addr]string) *Site {
-	s := &Site{Pool: p, Index: i, Weight: DefaultWeight, Priority: i + 1}
+func parseSite(t *table, p *zones.Pool, i int, pool *checkSpec, seenAddr map[netip.Addr]string) *zones.Site {
+	s := &zones.Site{Pool: p, Index: i, Weight: DefaultWeight, Priority: i + 1}
 	if t.str("name", &s.Name) {
 		if !validName(s.Name) {
 			t.errf("name", "invalid site name %q: want letters, digits, '-', '_' or '.', starting with a letter or digit, at most 63 characters", s.Name)
@@ -546,7 +465,7 @@ func parseSite(t *table, p *Pool, i int, pool *checkSpec, seenAddr map[netip.Add
 				continue
 			}
 			seenAddr[ip] = s.Name
-			s.Addrs = append(s.Addrs, Address{Addr: ip})
+			s.Addrs = append(s.Addrs, zones.Address{Addr: ip})
 		}
 	} else if !t.has("addresses") {
 		t.errf("", "missing addresses: a site needs at least one, e.g. addresses = [\"192.0.2.10\"]")

@@ -1,4 +1,4 @@
-package zones
+package config
 
 import (
 	"strconv"

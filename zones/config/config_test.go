@@ -1,4 +1,4 @@
-package zones
+package config
 
 import (
 	"os"
@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"gslbd/zones"
 )
 
-func loadValid(t *testing.T) *Snapshot {
+func loadValid(t *testing.T) (*zones.Snapshot, *NodeConfig) {
 	t.Helper()
 	cfg, err := LoadNodeConfig("testdata/valid/gslbd.toml")
 	if err != nil {
@@ -21,14 +23,13 @@ func loadValid(t *testing.T) *Snapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return s, cfg
 }
 
 // TestValidConfigDefaults loads testdata/valid, which leaves out nearly
 // every key that has a default, and checks each default and derived index.
 func TestValidConfigDefaults(t *testing.T) {
-	s := loadValid(t)
-	cfg := s.Node
+	s, cfg := loadValid(t)
 	dir, _ := filepath.Abs("testdata/valid")
 
 	if cfg.Node.Name != "ns1" {
@@ -144,17 +145,17 @@ func TestValidConfigDefaults(t *testing.T) {
 		t.Errorf("pools = %v, want %v", names, want)
 	}
 	web := s.Pools["web"]
-	if web.Policy != PolicyGeo || web.Answers != 2 || web.TTL != 30 || web.Affinity != AffinityNone ||
-		web.WhenAllDown != AllDownFallback || web.Fallback != s.Pools["web-eu"] {
+	if web.Policy != zones.PolicyGeo || web.Answers != 2 || web.TTL != 30 || web.Affinity != zones.AffinityNone ||
+		web.WhenAllDown != zones.AllDownFallback || web.Fallback != s.Pools["web-eu"] {
 		t.Errorf("web = %+v", web)
 	}
 	fra, iad, sin := web.Sites[0], web.Sites[1], web.Sites[2]
-	wantHTTP := Check{Type: CheckHTTP, Port: 80, Path: "/healthz", Host: "www.example.com", Expect: []int{200, 301},
+	wantHTTP := zones.Check{Type: zones.CheckHTTP, Port: 80, Path: "/healthz", Host: "www.example.com", Expect: []int{200, 301},
 		Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}
 	if !equal(fra.Check, wantHTTP) || !equal(web.Check, wantHTTP) || !equal(sin.Check, wantHTTP) {
 		t.Errorf("fra check = %+v, want %+v", fra.Check, wantHTTP)
 	}
-	if want := (Check{Type: CheckTCP, Port: 443, Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}); !equal(iad.Check, want) {
+	if want := (zones.Check{Type: zones.CheckTCP, Port: 443, Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}); !equal(iad.Check, want) {
 		t.Errorf("iad check = %+v, want %+v", iad.Check, want)
 	}
 	if !fra.HasCoords || fra.Lat != 50.11 || !slices.Equal(fra.Countries, []string{"DE", "AT", "CH"}) ||
@@ -165,13 +166,13 @@ func TestValidConfigDefaults(t *testing.T) {
 		t.Errorf("iad weight %d priority %d; sin priority %d drained %v coords %v", iad.Weight, iad.Priority, sin.Priority, sin.Drained, sin.HasCoords)
 	}
 	eu := s.Pools["web-eu"]
-	if eu.Policy != PolicyFailover || eu.Answers != 1 || eu.TTL != 20 || eu.Affinity != AffinityClientSubnet || eu.WhenAllDown != AllDownNoData {
+	if eu.Policy != zones.PolicyFailover || eu.Answers != 1 || eu.TTL != 20 || eu.Affinity != zones.AffinityClientSubnet || eu.WhenAllDown != zones.AllDownNoData {
 		t.Errorf("web-eu = %+v", eu)
 	}
 	if eu.Sites[0].Check.Port != 8080 || eu.Sites[0].Check.Interval != 10*time.Second || eu.Sites[1].Check.Port != 80 {
 		t.Errorf("web-eu checks = %+v / %+v", eu.Sites[0].Check, eu.Sites[1].Check)
 	}
-	if c := s.Pools["spare"].Sites[0].Check; c.Type != CheckNone {
+	if c := s.Pools["spare"].Sites[0].Check; c.Type != zones.CheckNone {
 		t.Errorf("spare check = %+v, want type none by default", c)
 	}
 
@@ -209,7 +210,7 @@ func TestValidConfigDefaults(t *testing.T) {
 	}
 }
 
-func poolName(p *Pool) string {
+func poolName(p *zones.Pool) string {
 	if p == nil {
 		return ""
 	}
@@ -220,8 +221,8 @@ func equal(a, b any) bool {
 	switch x := a.(type) {
 	case []string:
 		return slices.Equal(x, b.([]string))
-	case Check:
-		y := b.(Check)
+	case zones.Check:
+		y := b.(zones.Check)
 		return slices.Equal(x.Expect, y.Expect) && x.Type == y.Type && x.Port == y.Port && x.Path == y.Path &&
 			x.Host == y.Host && x.Interval == y.Interval && x.Timeout == y.Timeout && x.Rise == y.Rise &&
 			x.Fall == y.Fall && x.Insecure == y.Insecure
@@ -267,7 +268,7 @@ check = { port = 444 }
 
 // loadTree writes files under a temporary directory with a minimal
 // gslbd.toml and loads them.
-func loadTree(t *testing.T, files map[string]string) *Snapshot {
+func loadTree(t *testing.T, files map[string]string) *zones.Snapshot {
 	t.Helper()
 	dir := t.TempDir()
 	if _, ok := files["gslbd.toml"]; !ok {
@@ -347,7 +348,7 @@ token_file = "` + token + `"
 }
 
 func TestSnapshotZone(t *testing.T) {
-	s := loadValid(t)
+	s, _ := loadValid(t)
 	for name, want := range map[string]string{
 		"gslb.example.com.":         "gslb.example.com.",
 		"WWW.GSLB.Example.COM.":     "gslb.example.com.",
@@ -404,19 +405,19 @@ func BenchmarkLoadValid(b *testing.B) {
 }
 
 func TestCheckString(t *testing.T) {
-	base := Check{Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}
-	with := func(f func(*Check)) Check { c := base; f(&c); return c }
+	base := zones.Check{Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 2, Fall: 3}
+	with := func(f func(*zones.Check)) zones.Check { c := base; f(&c); return c }
 	for _, c := range []struct {
-		check Check
+		check zones.Check
 		want  string
 	}{
-		{with(func(c *Check) { c.Type = CheckNone }), "none"},
-		{with(func(c *Check) { c.Type, c.Port = CheckTCP, 80 }), "tcp:80?i=5s&t=2s&r=2&f=3"},
-		{with(func(c *Check) {
-			c.Type, c.Port, c.Path, c.Host, c.Expect = CheckHTTP, 80, "/healthz", "x", []int{200, 301}
+		{with(func(c *zones.Check) { c.Type = zones.CheckNone }), "none"},
+		{with(func(c *zones.Check) { c.Type, c.Port = zones.CheckTCP, 80 }), "tcp:80?i=5s&t=2s&r=2&f=3"},
+		{with(func(c *zones.Check) {
+			c.Type, c.Port, c.Path, c.Host, c.Expect = zones.CheckHTTP, 80, "/healthz", "x", []int{200, 301}
 		}), "http:80/healthz?host=x&expect=200,301&i=5s&t=2s&r=2&f=3"},
-		{with(func(c *Check) {
-			c.Type, c.Port, c.Path, c.Expect, c.Insecure, c.Interval = CheckHTTPS, 8443, "/a?b=c&d", []int{200}, true, 1500*time.Millisecond
+		{with(func(c *zones.Check) {
+			c.Type, c.Port, c.Path, c.Expect, c.Insecure, c.Interval = zones.CheckHTTPS, 8443, "/a?b=c&d", []int{200}, true, 1500*time.Millisecond
 		}), "https:8443/a%3Fb%3Dc%26d?expect=200&i=1.5s&t=2s&r=2&f=3&insecure=1"},
 	} {
 		if got := c.check.String(); got != c.want {

@@ -1,0 +1,68 @@
+// Package mmdb opens MaxMind DB files (GeoIP2/GeoLite2 City or Country,
+// DB-IP City/Country Lite) into a geo.DB. It is the only package that
+// uses a MaxMind reader: the query path imports geo, which holds the
+// walked lookup table and nothing that reads the file format's data
+// section, so the DNS server does not link the reader.
+package mmdb
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/oschwald/maxminddb-golang/v2"
+
+	"gslbd/geo"
+)
+
+// record is the part of a City or Country record that locates a client;
+// the reader's struct decoding skips everything else (names, subdivisions,
+// traits), which keeps the one-time walk fast.
+type record struct {
+	Country struct {
+		ISOCode string `maxminddb:"iso_code"`
+	} `maxminddb:"country"`
+	Continent struct {
+		Code string `maxminddb:"code"`
+	} `maxminddb:"continent"`
+	Location struct {
+		Latitude  *float64 `maxminddb:"latitude"`
+		Longitude *float64 `maxminddb:"longitude"`
+	} `maxminddb:"location"`
+}
+
+// Open loads the database at path ("" = none) with the overrides (see
+// geo.Build for how they combine). The file is read once and not kept
+// open.
+func Open(path string, overrides []geo.Override) (*geo.DB, error) {
+	if path == "" {
+		return geo.New(overrides)
+	}
+	buf, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("geo: open %s: %w", path, err)
+	}
+	r, err := maxminddb.OpenBytes(buf)
+	if err != nil {
+		return nil, fmt.Errorf("geo: open %s: %w", path, err)
+	}
+	defer r.Close() //nolint:errcheck // nothing to release for a byte buffer
+	md := geo.Metadata{
+		DatabaseType: r.Metadata.DatabaseType,
+		BuildTime:    r.Metadata.BuildTime(),
+		IPVersion:    r.Metadata.IPVersion,
+		NodeCount:    r.Metadata.NodeCount,
+		RecordSize:   r.Metadata.RecordSize,
+	}
+	decode := func(off uintptr) (geo.Record, error) {
+		var rec record
+		if err := r.LookupOffset(off).Decode(&rec); err != nil {
+			return geo.Record{}, err
+		}
+		out := geo.Record{Country: rec.Country.ISOCode, Continent: rec.Continent.Code}
+		if rec.Location.Latitude != nil && rec.Location.Longitude != nil {
+			out.Lat, out.Lon, out.HasCoords = *rec.Location.Latitude, *rec.Location.Longitude, true
+		}
+		return out, nil
+	}
+	return geo.Build(path, buf, md, decode, overrides)
+}
