@@ -18,6 +18,7 @@ import (
 	"gslbd/admin"
 	"gslbd/cluster"
 	"gslbd/dnsserver"
+	"gslbd/dnsserver/dnstap"
 	"gslbd/healthmon"
 	"gslbd/zones"
 	"gslbd/zones/config"
@@ -34,6 +35,11 @@ type node struct {
 	mesh  *cluster.Mesh
 	mon   *healthmon.Monitor // nil when health.probe = false
 	dns   *dnsserver.Server  // nil when dns.listen = []
+	tap   *dnstap.Sink       // nil without [dnstap] (or without DNS)
+	// stopTap ends the dnstap writer after DNS has stopped, so it writes
+	// every exchange answered; tapDone closes when it has finished.
+	stopTap context.CancelFunc
+	tapDone chan struct{}
 	admin *admin.Server      // nil when admin.listen = ""
 
 	mu   sync.Mutex // serialises reload and publish
@@ -86,6 +92,20 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 			Report:     func(r healthmon.Report) { n.mesh.SetLocal(r.Key, r.Up, r.Reason) },
 		})
 	}
+	if len(cfg.DNS.Listen) > 0 && cfg.Dnstap.Enabled() {
+		v := cfg.Dnstap.Version
+		if v == "" {
+			v = "gslbd " + version
+		}
+		n.tap, err = dnstap.New(dnstap.Config{
+			File: cfg.Dnstap.File, Socket: cfg.Dnstap.Socket,
+			Identity: cfg.Dnstap.Identity, Version: v,
+			Queries: cfg.Dnstap.Queries, Responses: cfg.Dnstap.Responses,
+		}, log, n.reg)
+		if err != nil {
+			return nil, err
+		}
+	}
 	if len(cfg.DNS.Listen) > 0 {
 		n.dns = dnsserver.New(dnsserver.Config{
 			Listen:         cfg.DNS.Listen,
@@ -93,6 +113,7 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 			TCPIdleTimeout: cfg.DNS.TCPIdleTimeout.Duration,
 			MaxTCPConns:    cfg.DNS.MaxTCPConns,
 			QueryLogSample: querySample(cfg.Log),
+			Tap:            n.tap,
 		}, log, n.reg)
 	}
 	if cfg.Admin.Listen != "" {
@@ -230,6 +251,17 @@ func (n *node) run(ctx context.Context, hup <-chan os.Signal) error {
 			}
 		}()
 	}
+	if n.tap != nil {
+		var tapCtx context.Context
+		tapCtx, n.stopTap = context.WithCancel(context.Background())
+		n.tapDone = make(chan struct{})
+		go func() {
+			defer close(n.tapDone)
+			if err := n.tap.Run(tapCtx); err != nil {
+				n.log.Error("dnstap stopped", "err", err)
+			}
+		}()
+	}
 	var startErr error
 	if n.dns != nil {
 		if err := n.dns.Start(ctx); err != nil {
@@ -262,6 +294,9 @@ func (n *node) loop(ctx context.Context, hup <-chan os.Signal) {
 			n.mu.Unlock()
 		case <-hup:
 			n.log.Info("SIGHUP: reloading")
+			if n.tap != nil {
+				n.tap.Reopen() // a new dnstap file if logrotate moved the old one
+			}
 			if n.admin != nil {
 				_ = n.admin.Reload(ctx) // also keeps the reload metrics and status
 			} else {
@@ -292,6 +327,14 @@ func (n *node) shutdown(stopMon context.CancelFunc, wg *sync.WaitGroup) {
 	if n.dns != nil {
 		if err := n.dns.Shutdown(ctx); err != nil {
 			n.log.Warn("shutdown dns", "err", err)
+		}
+	}
+	if n.stopTap != nil {
+		n.stopTap()
+		select {
+		case <-n.tapDone:
+		case <-ctx.Done():
+			n.log.Warn("dnstap did not finish its output in time")
 		}
 	}
 	if n.admin != nil {
