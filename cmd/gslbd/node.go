@@ -32,15 +32,15 @@ type node struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 
-	mesh  *cluster.Mesh
-	mon   *healthmon.Monitor // nil when health.probe = false
-	dns   *dnsserver.Server  // nil when dns.listen = []
-	tap   *dnstap.Sink       // nil without [dnstap] (or without DNS)
+	mesh *cluster.Mesh
+	mon  *healthmon.Monitor // nil when health.probe = false
+	dns  *dnsserver.Server  // nil when dns.listen = []
+	tap  *dnstap.Sink       // nil without [dnstap] (or without DNS)
 	// stopTap ends the dnstap writer after DNS has stopped, so it writes
 	// every exchange answered; tapDone closes when it has finished.
 	stopTap context.CancelFunc
 	tapDone chan struct{}
-	admin *admin.Server      // nil when admin.listen = ""
+	admin   *admin.Server // nil when admin.listen = ""
 
 	mu   sync.Mutex // serialises reload and publish
 	snap *zones.Snapshot
