@@ -138,8 +138,8 @@ type Monitor struct {
 	targets   map[string]*entry
 	overrides map[string]Override // by target key, as last set; see SetOverrides
 	applied   map[string]Override // the overrides reported, for keys that are targets
-	due     dueHeap
-	running bool
+	due       dueHeap
+	running   bool
 
 	wake chan struct{} // capacity 1: "the heap's head may have changed"
 	jobs chan job
