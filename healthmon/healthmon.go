@@ -435,8 +435,10 @@ func (m *Monitor) run(ctx context.Context, t zones.Target) result {
 	if timeout <= 0 {
 		timeout = defaultTimeout
 	}
-	pctx, cancel := context.WithTimeout(ctx, timeout)
+	// The clock starts before the deadline is set, so a probe that timed
+	// out never reports less than its timeout.
 	start := time.Now()
+	pctx, cancel := context.WithTimeout(ctx, timeout)
 	err := m.prober.Probe(pctx, t)
 	lat := time.Since(start)
 	expired := pctx.Err() == context.DeadlineExceeded

@@ -35,6 +35,7 @@ type node struct {
 
 	mesh *cluster.Mesh
 	mon  *healthmon.Monitor // nil when health.probe = false
+	feed *healthmon.Feed    // external health; nil when health.probe = false
 	dns  *dnsserver.Server  // nil when dns.listen = []
 	tap  *dnstap.Sink       // nil without [dnstap] (or without DNS)
 	// stopTap ends the dnstap writer after DNS has stopped, so it writes
@@ -101,6 +102,12 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 			Registerer: n.reg,
 			Report:     func(r healthmon.Report) { n.mesh.SetLocal(r.Key, r.Up, r.Reason) },
 		})
+		n.feed = healthmon.NewFeed(healthmon.FeedOptions{
+			File:       cfg.Health.ExternalFile,
+			Monitor:    n.mon,
+			Logger:     log,
+			Registerer: n.reg,
+		})
 	}
 	if len(cfg.DNS.Listen) > 0 && cfg.Dnstap.Enabled() {
 		v := cfg.Dnstap.Version
@@ -149,6 +156,7 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 		}
 		if n.mon != nil {
 			opts.Monitor = monitorAdapter{n.mon}
+			opts.External = externalAdapter{n.feed}
 		}
 		n.admin = admin.New(opts)
 	}
@@ -206,6 +214,7 @@ func (n *node) applyTargets() {
 	n.mesh.SetTargets(intervals)
 	if n.mon != nil {
 		n.mon.Update(n.snap.Targets)
+		n.feed.SetSnapshot(n.snap)
 	}
 }
 
@@ -265,6 +274,11 @@ func (n *node) run(ctx context.Context, hup <-chan os.Signal) error {
 			if err := n.mon.Run(monCtx); err != nil && !errors.Is(err, context.Canceled) {
 				n.log.Error("health monitor stopped", "err", err)
 			}
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.feed.Run(monCtx)
 		}()
 	}
 	if n.tap != nil {

@@ -79,6 +79,9 @@ type DirSection struct {
 
 type HealthSection struct {
 	Probe bool `toml:"probe"` // default true
+	// ExternalFile is the watched external health file (resolved to an
+	// absolute path); "" for none. It need not exist yet.
+	ExternalFile string
 }
 
 type ClusterSection struct {

@@ -181,7 +181,16 @@ func parseNodeConfig(display, abs string, data []byte, errs *[]*Error) *NodeConf
 	cfg.Health.Probe = true
 	if t := root.sub("health"); t != nil {
 		t.boolean("probe", &cfg.Health.Probe)
-		t.done("probe")
+		if t.str("external_file", &cfg.Health.ExternalFile) {
+			switch {
+			case cfg.Health.ExternalFile == "":
+				t.errf("external_file", "empty path: omit the key for no external health file")
+			case !cfg.Health.Probe:
+				t.errf("external_file", "an external health file sets this monitor's votes, and with probe = false this node has none: set probe = true or remove external_file")
+			}
+			cfg.Health.ExternalFile = resolve(cfg.Health.ExternalFile)
+		}
+		t.done("probe", "external_file")
 	}
 
 	cfg.Cluster = ClusterSection{Bind: DefaultClusterBind, Profile: DefaultProfile, Join: []string{}}
