@@ -74,9 +74,10 @@ type (
 		Join                                           []string
 	}
 	zoneData struct {
-		Zone  string
-		TTL   int
-		Pools []zonePool // names bound to pools (gslbd)
+		Zone    string
+		TTL     int
+		Pools   []zonePool // names bound to pools (gslbd)
+		KeyFile string     // signs the zone (gslbd) when set
 	}
 	zonePool  struct{ Name, Pool string }
 	poolsData struct {
@@ -183,7 +184,7 @@ type server struct {
 
 type pair struct {
 	gslbd, gdnsd *server
-	backendPort  int // the port the pool's backends listen on
+	checkPort    int // the backends' port the pools probe
 }
 
 // startPair starts the backends, then gslbd and gdnsd with equivalent
@@ -237,9 +238,9 @@ func startPair(ctx context.Context, o options, work, gslbdBin, db string, procs 
 	}
 
 	p := &pair{
-		gslbd:       &server{name: "gslbd", addr: node.DNS},
-		gdnsd:       &server{name: "gdnsd", addr: gd.DNS},
-		backendPort: port,
+		gslbd:     &server{name: "gslbd", addr: node.DNS},
+		gdnsd:     &server{name: "gdnsd", addr: gd.DNS},
+		checkPort: port,
 	}
 	// Start both, then wait for both: they load the database in parallel.
 	t0 := time.Now()
@@ -286,7 +287,7 @@ func startTapped(ctx context.Context, o options, work, gslbdBin, db string, p *p
 	node := gslbdNode{Role: "throughput with dnstap", Name: "bench-dnstap", DNS: hostPort(lo, ports[0]),
 		Cluster: hostPort(lo, ports[1]), Admin: hostPort(lo, ports[2]), GeoDB: db, Dnstap: filepath.Join(dir, "dnstap.fstrm")}
 	if err := writeGslbd(dir, node, zoneData{Zone: zoneName, TTL: poolTTL, Pools: []zonePool{{"geo", "geo"}}},
-		poolsData{Role: "throughput", Pools: []poolData{benchPool(p.backendPort)}}); err != nil {
+		poolsData{Role: "throughput", Pools: []poolData{benchPool(p.checkPort)}}); err != nil {
 		return nil, "", err
 	}
 	s := &server{name: "gslbd+dnstap", addr: node.DNS}
