@@ -33,6 +33,12 @@ type Source interface {
 	View() *zones.View
 }
 
+// Explainer answers a query the way the DNS server does, tracing each
+// step; ecsPrefix < 0 means no ECS (see dnsserver.Server.Explain).
+type Explainer interface {
+	Explain(name string, qtype uint16, client netip.Addr, ecsPrefix int) (*zones.Trace, error)
+}
+
 // Member is one node of the mesh as the mesh sees it.
 type Member struct {
 	Name    string `json:"name"`
@@ -98,8 +104,13 @@ type Options struct {
 	// state collector (verdicts, drains and votes as gauges).
 	Registerer prometheus.Registerer
 
-	Source  Source
-	Mesh    Mesh    // nil: a node without a mesh (no members, no drains)
+	Source Source
+	// Explainer traces one query for GET /api/v1/explain: the running DNS
+	// server's resolver with its trace hook set. nil (a node without DNS
+	// listeners): the view of Source is compiled for each request into the
+	// same table (dnsserver.Explain).
+	Explainer Explainer
+	Mesh      Mesh    // nil: a node without a mesh (no members, no drains)
 	Monitor Monitor // nil: no local probe details
 
 	// Reload re-reads the configuration and swaps it in (SPEC §9). On

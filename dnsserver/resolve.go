@@ -20,6 +20,11 @@ type resolver struct {
 
 	aa    bool
 	scope uint8
+
+	// tr, when set, hears every decision (explain); nil on the hot path.
+	// The trace functions take copies of what they record, never r, so
+	// that nothing of the per-query state escapes to the heap.
+	tr *zones.Trace
 }
 
 // resolve follows RFC 1034 §4.3.2 for a zone without DNSSEC: exact match,
@@ -47,6 +52,9 @@ func (r *resolver) resolve(s *Server, client zones.Client) int {
 				return r.negative(rcNXDomain)
 			}
 			if ce.cut != nil {
+				if r.tr != nil {
+					traceCut(r.tr, name, ce.cut.wire, hop)
+				}
 				if hop > 0 {
 					return rcNoError // the chain leaves our authority
 				}
@@ -55,25 +63,46 @@ func (r *resolver) resolve(s *Server, client zones.Client) int {
 			l := copy(wild[:], "\x01*")
 			l += copy(wild[l:], ce.wire)
 			if n = z.names[string(wild[:l])]; n == nil {
+				if r.tr != nil {
+					r.tr.Notef("%s does not exist and no wildcard covers it: NXDOMAIN", wireString(name))
+				}
 				return r.negative(rcNXDomain)
+			}
+			if r.tr != nil {
+				traceOwner(r.tr, name, n.wire, true)
 			}
 		} else if n.cut != nil && !(n.cut == n && q.qtype == dns.TypeDS) {
 			// DS at the cut belongs to the parent side; everything else
 			// at or below it is the child's.
+			if r.tr != nil {
+				traceOwner(r.tr, name, n.wire, false)
+				traceCut(r.tr, name, n.cut.wire, hop)
+			}
 			if hop > 0 {
 				return rcNoError
 			}
 			return r.referral(n.cut)
+		} else if r.tr != nil {
+			traceOwner(r.tr, name, n.wire, false)
+			if n.cut == n {
+				r.tr.Notef("DS at the zone cut %s is the parent side's data (RFC 4035 §2.4): answered here, not referred", wireString(n.wire))
+			}
 		}
 		if n.cname == nil || q.qtype == dns.TypeCNAME || q.qtype == dns.TypeANY {
 			return r.answer(s, client, n, o)
 		}
 		for _, v := range visited[:hop] {
 			if v == n {
+				if r.tr != nil {
+					r.tr.Notef("CNAME loop at %s: stop with the records written so far", wireString(n.wire))
+				}
 				return rcNoError // a loop: stop with what was written
 			}
 		}
 		first := r.w.rrset(o, n.cname, &r.w.an)
+		if r.tr != nil {
+			traceCNAME(r.tr, name, n.cname.target, first == 0, hop+1 == maxCNAMEHops, !inZone(n.cname.target, z.wire))
+		}
 		if first == 0 || hop+1 == maxCNAMEHops || !inZone(n.cname.target, z.wire) {
 			return rcNoError
 		}
@@ -94,6 +123,9 @@ func (r *resolver) answer(s *Server, client zones.Client, n *node, o owner) int 
 	case qt == dns.TypeANY:
 		// RFC 8482 §4.2: one RRset is enough; a name with only pool data
 		// gets the synthesized HINFO.
+		if r.tr != nil {
+			r.tr.Notef("ANY gets a minimal answer: one RRset, or HINFO at a pool name (RFC 8482)")
+		}
 		if len(n.rrsets) > 0 {
 			r.w.rrset(o, n.rrsets[0], &r.w.an)
 			return rcNoError
@@ -104,10 +136,16 @@ func (r *resolver) answer(s *Server, client zones.Client, n *node, o owner) int 
 		}
 		return r.negative(rcNoError)
 	case (qt == dns.TypeA || qt == dns.TypeAAAA) && n.pool != nil:
+		if r.tr != nil {
+			r.tr.Notef("%s is bound to pool %s", wireString(n.wire), n.pool.Name)
+		}
 		return r.pool(s, client, n.pool, o)
 	}
 	rs := n.find(qt)
 	if rs == nil {
+		if r.tr != nil {
+			traceNoData(r.tr, n.wire, qt, len(n.rrsets) == 0 && n.pool == nil)
+		}
 		return r.negative(rcNoError)
 	}
 	if r.w.rrset(o, rs, &r.w.an) != 0 {
@@ -125,7 +163,12 @@ func (r *resolver) pool(s *Server, client zones.Client, p *zones.Pool, o owner) 
 	if cap(sc.addrs) < r.st.t.maxAddrs {
 		sc.addrs = make([]netip.Addr, 0, r.st.t.maxAddrs)
 	}
-	res := r.st.view.Select(p, r.q.qtype, client, sc.addrs[:0])
+	var res zones.Result
+	if r.tr == nil {
+		res = r.st.view.Select(p, r.q.qtype, client, sc.addrs[:0])
+	} else {
+		res = r.st.view.SelectTrace(p, r.q.qtype, client, sc.addrs[:0], r.tr)
+	}
 	if client.ECS {
 		r.scope = res.Scope
 	}
@@ -134,7 +177,7 @@ func (r *resolver) pool(s *Server, client zones.Client, p *zones.Pool, o owner) 
 		rc = r.negative(rcNoError)
 	} else {
 		r.w.addrs(o, r.q.qtype, res.TTL, res.Addrs)
-		if res.Pool != nil && res.Site != nil && res.Pool.Index < len(r.st.t.sites) {
+		if r.tr == nil && res.Pool != nil && res.Site != nil && res.Pool.Index < len(r.st.t.sites) {
 			if cells := r.st.t.sites[res.Pool.Index]; res.Site.Index < len(cells) {
 				cells[res.Site.Index].Add(1)
 			}

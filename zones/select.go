@@ -328,7 +328,7 @@ func (v *View) run(p *Pool, qtype uint16, c Client, dst []netip.Addr, tr *Trace)
 	fam, ok := familyOfType(qtype)
 	if !ok {
 		if tr != nil {
-			tr.notef("type %s is not A or AAAA: the pool does not answer it", dns.TypeToString[qtype])
+			tr.Notef("type %s is not A or AAAA: the pool does not answer it", dns.TypeToString[qtype])
 		}
 		return Result{Addrs: dst[:0], TTL: p.TTL, NoData: true, Pool: p}
 	}

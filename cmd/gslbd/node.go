@@ -119,6 +119,9 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 		if n.mon != nil {
 			opts.Monitor = monitorAdapter{n.mon}
 		}
+		if n.dns != nil {
+			opts.Explainer = n.dns
+		}
 		n.admin = admin.New(opts)
 	}
 	return n, nil
