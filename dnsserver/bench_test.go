@@ -118,3 +118,102 @@ func TestAllocs(t *testing.T) {
 		}
 	}
 }
+
+// rrlOn is a limiter that lets the benchmark's one client through: the
+// bucket is charged on every query, as in production, but never runs dry.
+var rrlOn = RRLConfig{ResponsesPerSecond: 1 << 30, NXDomainsPerSecond: 1 << 30, ErrorsPerSecond: 1 << 30}
+
+// rrlTight limits everything after the first response, so the benchmark
+// measures the dropped and slipped paths.
+var rrlTight = RRLConfig{ResponsesPerSecond: 1, NXDomainsPerSecond: 1, ErrorsPerSecond: 1}
+
+func benchRRL(b *testing.B, cfg RRLConfig, m *dns.Msg) {
+	s := New(Config{RRL: cfg}, testLogger(b), nil)
+	s.Publish(loadView(b, defaultFiles()))
+	pkt := pack(b, m)
+	buf := make([]byte, 0, 65535)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Handle(buf, pkt, benchSrc, false)
+	}
+}
+
+// The RRL benchmarks are the pool query of BenchmarkServePool with the
+// limiter on; compare the two for its cost.
+func BenchmarkServePoolRRL(b *testing.B) {
+	benchRRL(b, rrlOn, mkQuery("www.gslb.example.com.", dns.TypeA))
+}
+
+func BenchmarkServePoolRRLLimited(b *testing.B) {
+	benchRRL(b, rrlTight, mkQuery("www.gslb.example.com.", dns.TypeA))
+}
+
+func BenchmarkServeNXDOMAINRRL(b *testing.B) {
+	benchRRL(b, rrlOn, mkQuery("nope.gslb.example.com.", dns.TypeA))
+}
+
+// BenchmarkServePoolCookie carries a client cookie alone: the server
+// makes a new server cookie (one SipHash) for every answer.
+func BenchmarkServePoolCookie(b *testing.B) {
+	benchRRL(b, rrlOn, cookieQuery("www.gslb.example.com.", "0102030405060708", ""))
+}
+
+// BenchmarkServePoolValidCookie brings back a fresh server cookie: one
+// SipHash to check it, then exempt from the limiter.
+func BenchmarkServePoolValidCookie(b *testing.B) {
+	s := New(Config{RRL: rrlTight}, testLogger(b), nil)
+	s.Publish(loadView(b, defaultFiles()))
+	pkt := validCookieQuery(b, s, "www.gslb.example.com.")
+	buf := make([]byte, 0, 65535)
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(s.Handle(buf, pkt, benchSrc, false)) == 0 {
+			b.Fatal("a query with a valid cookie was dropped")
+		}
+	}
+}
+
+// validCookieQuery asks once with a client cookie and returns the packed
+// query carrying the server cookie that came back.
+func validCookieQuery(t testing.TB, s *Server, name string) []byte {
+	const cc = "0102030405060708"
+	resp := s.Handle(nil, pack(t, cookieQuery(name, cc, "")), benchSrc, true)
+	var m dns.Msg
+	if err := m.Unpack(resp); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range m.IsEdns0().Option {
+		if c, ok := o.(*dns.EDNS0_COOKIE); ok {
+			return pack(t, cookieQuery(name, cc, c.Cookie[16:]))
+		}
+	}
+	t.Fatal("no cookie in the answer")
+	return nil
+}
+
+// TestAllocsRRL extends the allocation budget to rate limiting and
+// cookies: zero for charged, dropped and slipped responses, and for
+// queries with client and server cookies.
+func TestAllocsRRL(t *testing.T) {
+	for _, cfg := range []RRLConfig{rrlOn, rrlTight} {
+		s := New(Config{RRL: cfg}, testLogger(t), nil)
+		s.Publish(loadView(t, defaultFiles()))
+		pkts := map[string][]byte{
+			"valid-cookie":  validCookieQuery(t, s, "www.gslb.example.com."),
+			"client-cookie": pack(t, cookieQuery("www.gslb.example.com.", "0102030405060708", "")),
+		}
+		for _, hq := range hotQueries() {
+			pkts[hq.name] = pack(t, hq.msg)
+		}
+		buf := make([]byte, 0, 65535)
+		for name, pkt := range pkts {
+			s.Handle(buf, pkt, benchSrc, false) // warm the pooled scratch
+			if allocs := testing.AllocsPerRun(200, func() { s.Handle(buf, pkt, benchSrc, false) }); allocs != 0 {
+				t.Errorf("%s with rate %d: %.1f allocations per query, want 0", name, cfg.ResponsesPerSecond, allocs)
+			}
+		}
+		if cfg == rrlTight && s.ctr.rrlSlipped[rrlResponses].Load() == 0 {
+			t.Error("the tight limiter slipped nothing: the budget did not cover that path")
+		}
+	}
+}

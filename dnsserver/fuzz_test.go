@@ -37,7 +37,14 @@ func fuzzSeeds(t testing.TB) map[string][]byte {
 		"ecs-family-9":   pack(t, mkQuery("geo.gslb.example.com.", dns.TypeA, optWith(0, ecsRaw(0, 9, 8, 0, 10)))),
 		"ecs-extra-bits": pack(t, mkQuery("geo.gslb.example.com.", dns.TypeA, optWith(0, ecsRaw(0, 1, 9, 0, 10, 0xFF)))),
 		"ecs-short":      pack(t, mkQuery("geo.gslb.example.com.", dns.TypeA, optWith(0, ecsRaw(0, 1, 24)))),
+		"cookie-client":  pack(t, cookieQuery("www.gslb.example.com.", "0102030405060708", "")),
+		"cookie-server":  pack(t, cookieQuery("www.gslb.example.com.", "0102030405060708", "010000005cf79f111f8130c3eee29480")),
+		"cookie-short":   pack(t, cookieQuery("www.gslb.example.com.", "01020304", "")),
+		"axfr":           pack(t, mkQuery("gslb.example.com.", dns.TypeAXFR)),
 	}
+	noQuestion := cookieQuery("www.gslb.example.com.", "0102030405060708", "")
+	noQuestion.Question = nil
+	seeds["cookie-no-question"] = pack(t, noQuestion)
 	// Question name pointing at itself.
 	seeds["question-pointer-loop"] = append(append([]byte{}, good[:12]...), 0xC0, 12, 0, 1, 0, 1)
 	// An answer record whose owner points at itself, then one pointing

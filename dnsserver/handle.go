@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"encoding/binary"
 	"net/netip"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -40,6 +41,20 @@ type query struct {
 	ecsSource uint8
 	ecsAddr   []byte // the address bytes as sent, echoed back
 	ecsIP     netip.Addr
+
+	// DNS Cookies (cookie.go): the option as sent, then its verdict.
+	hasCookie    bool
+	clientCookie [clientCookieLen]byte
+	srvCookie    []byte // the server cookie as sent, up to 32 bytes
+	cookie       uint8  // cookieNone, cookieClient, cookieInvalid, cookieValid
+	echoCookie   bool   // the valid server cookie is fresh: send it back
+
+	// Rate limiting (rrl.go): the limiter when this response is charged
+	// (UDP without a valid cookie), and what names its bucket.
+	src   netip.Addr
+	rrl   *limiter
+	zoff  int  // offset of the zone's origin in lname; -1 outside every zone
+	synth bool // answered from a wildcard or below a delegation
 }
 
 // Handle answers one DNS message. It writes the response into dst's backing
@@ -67,6 +82,10 @@ func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones
 		return nil
 	}
 	var q query
+	q.src, q.zoff = src.Addr().Unmap(), -1
+	if !tcp {
+		q.rrl = s.rrl.Load()
+	}
 	q.id = binary.BigEndian.Uint16(pkt)
 	q.flags = binary.BigEndian.Uint16(pkt[2:])
 	opcode := int(pkt[2]>>3) & 0xF
@@ -83,16 +102,44 @@ func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones
 	if opcode != dns.OpcodeQuery {
 		return s.finish(&w, &q, nil, rcNotImp)
 	}
-	if binary.BigEndian.Uint16(pkt[4:]) != 1 {
-		return s.finish(&w, &q, nil, rcFormErr)
-	}
-	if !q.parseQuestion(pkt) {
+	switch binary.BigEndian.Uint16(pkt[4:]) {
+	case 1:
+		if !q.parseQuestion(pkt) {
+			return s.finish(&w, &q, nil, rcFormErr)
+		}
+	case 0:
+		// Only a client asking for a server cookie may leave the question
+		// out (RFC 7873 §5.4); anything else without one is malformed.
+		q.qEnd = headerLen
+	default:
 		return s.finish(&w, &q, nil, rcFormErr)
 	}
 	rc, ok := q.parseRest(pkt)
 	if !ok {
 		// Echo the question: it parsed, only what follows it did not.
+		if q.qEnd == headerLen {
+			return s.finish(&w, &q, nil, rc)
+		}
 		return s.finish(&w, &q, pkt, rc)
+	}
+	if q.hasCookie {
+		s.ctr.cookies[s.cookieCheck(&q)].Add(1)
+		if q.cookie == cookieValid {
+			q.rrl = nil // the client proved its address: never limited
+		}
+	}
+	if q.qEnd == headerLen {
+		if !q.hasCookie {
+			return s.finish(&w, &q, nil, rcFormErr)
+		}
+		if q.edns && !tcp {
+			w.limit = min(max(int(q.udpSize), maxUDPNoEDNS), int(s.cfg.UDPSize), len(w.b))
+		}
+		rc = rcNoError
+		if q.cookie == cookieInvalid {
+			rc = rcBadCookie
+		}
+		return s.finish(&w, &q, nil, rc)
 	}
 	if q.edns && !tcp {
 		// RFC 6891 §6.2.5: below 512 means 512. Never past the buffer a
@@ -100,7 +147,7 @@ func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones
 		w.limit = min(max(int(q.udpSize), maxUDPNoEDNS), int(s.cfg.UDPSize), len(w.b))
 	}
 	if q.edns && q.version > 0 {
-		q.ecs = false // BADVERS answers carry no options (RFC 6891 §6.1.3)
+		q.ecs, q.hasCookie = false, false // BADVERS answers carry no options (RFC 6891 §6.1.3)
 		return s.finish(&w, &q, pkt, rcBadVers)
 	}
 	if q.ecs && tr == nil {
@@ -112,6 +159,11 @@ func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones
 		return s.finish(&w, &q, pkt, rcServFail)
 	}
 	if q.qclass != dns.ClassINET {
+		return s.finish(&w, &q, pkt, rcRefused)
+	}
+	if q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
+		// gslbd serves no zone transfers: its answers are computed per
+		// client, and secondaries of a GSLB zone would serve stale ones.
 		return s.finish(&w, &q, pkt, rcRefused)
 	}
 	// The closest enclosing zone: the longest suffix of the name, at a
@@ -130,6 +182,7 @@ func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones
 		}
 		return s.finish(&w, &q, pkt, rcRefused)
 	}
+	q.zoff = zoff
 	// Room for the OPT record (and the ECS option echoed in it) is kept
 	// back so truncation never drops it (RFC 6891 §7).
 	w.n = headerLen + (q.qEnd - headerLen)
@@ -139,6 +192,9 @@ func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones
 		reserve = 11
 		if q.ecs {
 			reserve += 8 + len(q.ecsAddr)
+		}
+		if q.hasCookie {
+			reserve += 4 + clientCookieLen + serverCookieLen
 		}
 	}
 	w.limit -= reserve
@@ -155,6 +211,9 @@ func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones
 		tr.SetClient(client)
 	}
 	rc = r.resolve(s, client)
+	if q.rrl != nil && rc == rcNoError {
+		q.synth = z.names[string(q.lname[:q.qlen])] == nil
+	}
 	w.limit += reserve
 	if tr != nil {
 		return s.writeTail(&w, &q, 1, rc, r.aa, r.scope)
@@ -183,6 +242,26 @@ func (s *Server) finish(w *writer, q *query, pkt []byte, rc int) []byte {
 
 // writeTail appends OPT (when the query had EDNS) and writes the header.
 func (s *Server) writeTail(w *writer, q *query, qd uint16, rc int, aa bool, scope uint8) []byte {
+	if q.rrl != nil {
+		switch s.rateLimit(q.rrl, q, rc) {
+		case rrlDrop:
+			return nil
+		case rrlSlip:
+			// An empty answer that tells the client to come back over TCP,
+			// or, when it sent a cookie, to come back with the server
+			// cookie this one carries (which exempts it).
+			w.n = headerLen
+			if qd == 1 {
+				w.n = q.qEnd
+			}
+			w.an, w.ns, w.ar = 0, 0, 0
+			if q.hasCookie {
+				rc = rcBadCookie
+			} else {
+				w.tc = true
+			}
+		}
+	}
 	code := rcodeWire[rc]
 	if q.edns {
 		b := w.b[w.n:]
@@ -206,6 +285,14 @@ func (s *Server) writeTail(w *writer, q *query, qd uint16, rc int, aa bool, scop
 			o[7] = scope
 			copy(o[8:], q.ecsAddr)
 			rdlen = 8 + len(q.ecsAddr)
+		}
+		if q.hasCookie {
+			o := b[11+rdlen:]
+			binary.BigEndian.PutUint16(o, optCookie)
+			binary.BigEndian.PutUint16(o[2:], clientCookieLen+serverCookieLen)
+			copy(o[4:], q.clientCookie[:])
+			q.putServerCookie(o[4+clientCookieLen:], s.cookies.Load(), q.src, cookieNow())
+			rdlen += 4 + clientCookieLen + serverCookieLen
 		}
 		binary.BigEndian.PutUint16(b[9:], uint16(rdlen))
 		w.n += 11 + rdlen
@@ -300,7 +387,7 @@ func (q *query) parseRest(pkt []byte) (int, bool) {
 			q.version = pkt[off+5]
 			q.do = pkt[off+6]&0x80 != 0
 			if !q.parseOptions(pkt[rd : rd+rdlen]) {
-				q.ecs = false
+				q.ecs, q.hasCookie = false, false
 				return rcFormErr, false
 			}
 		}
@@ -325,6 +412,18 @@ func (q *query) parseOptions(rd []byte) bool {
 		}
 		opt := rd[4 : 4+olen]
 		rd = rd[4+olen:]
+		if code == optCookie {
+			// RFC 7873 §5.2.2: a client cookie alone, or with a server
+			// cookie of 8 to 32 bytes; anything else, or a second one, is
+			// malformed.
+			if q.hasCookie || (olen != clientCookieLen && (olen < clientCookieLen+8 || olen > clientCookieLen+32)) {
+				return false
+			}
+			q.hasCookie = true
+			copy(q.clientCookie[:], opt)
+			q.srvCookie = opt[clientCookieLen:]
+			continue
+		}
 		if code != optECS {
 			continue
 		}
@@ -484,3 +583,13 @@ func (w *writer) addrs(o owner, qtype uint16, ttl uint32, as []netip.Addr) {
 	}
 	w.an += uint16(len(as))
 }
+
+// cookieCheck judges the query's cookie against the secrets in force and
+// returns the verdict.
+func (s *Server) cookieCheck(q *query) uint8 {
+	q.checkCookie(s.cookies.Load(), q.src, cookieNow())
+	return q.cookie
+}
+
+// cookieNow is the clock of server cookie timestamps: Unix seconds.
+func cookieNow() uint32 { return uint32(time.Now().Unix()) }

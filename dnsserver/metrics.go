@@ -47,7 +47,7 @@ func qtypeIndex(t uint16) int {
 }
 
 // rcodes counted; BADVERS is an extended rcode carried in the OPT record.
-var rcodeNames = [...]string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS"}
+var rcodeNames = [...]string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "BADCOOKIE"}
 
 const (
 	rcNoError = iota
@@ -57,10 +57,11 @@ const (
 	rcNotImp
 	rcRefused
 	rcBadVers
+	rcBadCookie
 )
 
 // rcodeWire is the 12-bit rcode of each counted index.
-var rcodeWire = [...]int{dns.RcodeSuccess, dns.RcodeFormatError, dns.RcodeServerFailure, dns.RcodeNameError, dns.RcodeNotImplemented, dns.RcodeRefused, dns.RcodeBadVers}
+var rcodeWire = [...]int{dns.RcodeSuccess, dns.RcodeFormatError, dns.RcodeServerFailure, dns.RcodeNameError, dns.RcodeNotImplemented, dns.RcodeRefused, dns.RcodeBadVers, dns.RcodeBadCookie}
 
 type zoneCounters struct {
 	q [len(qtypeNames)][len(rcodeNames)]atomic.Uint64
@@ -79,8 +80,14 @@ type counterSet struct {
 	dropped    atomic.Uint64
 	tcpOpened  atomic.Uint64
 	tcpRefused atomic.Uint64
-	tcpOpen    atomic.Int64
-	sampled    atomic.Uint64
+	// tcpSourceRefused counts the refusals due to the per-source cap.
+	tcpSourceRefused atomic.Uint64
+	tcpOpen          atomic.Int64
+	sampled          atomic.Uint64
+
+	rrlLimited [rrlClasses]atomic.Uint64
+	rrlSlipped [rrlClasses]atomic.Uint64
+	cookies    [len(cookieStateNames)]atomic.Uint64
 }
 
 func newCounterSet() *counterSet {
@@ -121,13 +128,17 @@ var (
 	descTruncated  = prometheus.NewDesc("gslbd_dns_truncated_total", "UDP responses truncated with TC set.", nil, nil)
 	descDropped    = prometheus.NewDesc("gslbd_dns_dropped_total", "Packets dropped without a reply (short, a response, or unreadable).", nil, nil)
 	descTCPOpened  = prometheus.NewDesc("gslbd_dns_tcp_connections_total", "TCP connections accepted.", nil, nil)
-	descTCPRefused = prometheus.NewDesc("gslbd_dns_tcp_connections_rejected_total", "TCP connections closed at once because max_tcp_conns were open.", nil, nil)
+	descTCPRefused = prometheus.NewDesc("gslbd_dns_tcp_connections_rejected_total", "TCP connections closed at once because max_tcp_conns, or max_tcp_conns_per_source of their source, were open.", nil, nil)
+	descTCPSource  = prometheus.NewDesc("gslbd_dns_tcp_connections_source_rejected_total", "TCP connections closed at once because their source had max_tcp_conns_per_source open.", nil, nil)
 	descTCPOpen    = prometheus.NewDesc("gslbd_dns_tcp_connections_open", "TCP connections open now.", nil, nil)
+	descRRLLimited = prometheus.NewDesc("gslbd_dns_rrl_limited_total", "UDP responses over their rate limit (dropped or slipped), by answer class.", []string{"class"}, nil)
+	descRRLSlipped = prometheus.NewDesc("gslbd_dns_rrl_slipped_total", "Limited UDP responses sent anyway, truncated or BADCOOKIE, by answer class.", []string{"class"}, nil)
+	descCookies    = prometheus.NewDesc("gslbd_dns_cookie_queries_total", "Queries with a DNS COOKIE option, by what their server cookie was: client_only, invalid or valid.", []string{"state"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *counterSet) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueries, descAnswers, descECS, descTruncated, descDropped, descTCPOpened, descTCPRefused, descTCPOpen} {
+	for _, d := range []*prometheus.Desc{descQueries, descAnswers, descECS, descTruncated, descDropped, descTCPOpened, descTCPRefused, descTCPSource, descTCPOpen, descRRLLimited, descRRLSlipped, descCookies} {
 		ch <- d
 	}
 }
@@ -178,5 +189,13 @@ func (c *counterSet) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.dropped.Load()))
 	ch <- prometheus.MustNewConstMetric(descTCPOpened, prometheus.CounterValue, float64(c.tcpOpened.Load()))
 	ch <- prometheus.MustNewConstMetric(descTCPRefused, prometheus.CounterValue, float64(c.tcpRefused.Load()))
+	ch <- prometheus.MustNewConstMetric(descTCPSource, prometheus.CounterValue, float64(c.tcpSourceRefused.Load()))
 	ch <- prometheus.MustNewConstMetric(descTCPOpen, prometheus.GaugeValue, float64(c.tcpOpen.Load()))
+	for i, name := range rrlClassNames {
+		ch <- prometheus.MustNewConstMetric(descRRLLimited, prometheus.CounterValue, float64(c.rrlLimited[i].Load()), name)
+		ch <- prometheus.MustNewConstMetric(descRRLSlipped, prometheus.CounterValue, float64(c.rrlSlipped[i].Load()), name)
+	}
+	for i := cookieClient; i < len(cookieStateNames); i++ {
+		ch <- prometheus.MustNewConstMetric(descCookies, prometheus.CounterValue, float64(c.cookies[i].Load()), cookieStateNames[i])
+	}
 }

@@ -306,7 +306,7 @@ func TestTCPIdleTimeout(t *testing.T) {
 }
 
 func TestTCPConnectionCap(t *testing.T) {
-	s, addr := startServer(t, Config{MaxTCPConns: 2})
+	s, addr := startServer(t, Config{MaxTCPConns: 2, MaxTCPConnsPerSource: 2})
 	var open []net.Conn
 	defer func() {
 		for _, c := range open {

@@ -74,8 +74,18 @@ type Config struct {
 	// (default 10s; RFC 7766 §6.2.3).
 	TCPIdleTimeout time.Duration
 	// MaxTCPConns caps open TCP connections; more are closed at once
-	// (default 1000).
+	// (default 1000). Once three quarters of them are open the server is
+	// under pressure (RFC 7766 §6.2.3): idle connections get
+	// PressureIdleTimeout instead of TCPIdleTimeout, so clients that hold
+	// connections open without asking make room for those that ask.
 	MaxTCPConns int
+	// MaxTCPConnsPerSource caps the connections of one source: an IPv4
+	// address or an IPv6 /64 (default MaxTCPConns/10, at least 1), so a
+	// single host cannot take every slot.
+	MaxTCPConnsPerSource int
+	// PressureIdleTimeout is the idle timeout under pressure (default a
+	// tenth of TCPIdleTimeout, at least 500ms, at most TCPIdleTimeout).
+	PressureIdleTimeout time.Duration
 	// UDPSockets is the number of SO_REUSEPORT UDP sockets, each with its
 	// own reader goroutine, per listen address (default GOMAXPROCS): the
 	// kernel spreads packets over them, so readers never share a lock.
@@ -88,6 +98,9 @@ type Config struct {
 	UDPBatch int
 	// QueryLogSample logs this share (0..1) of queries at Info; 0 logs none.
 	QueryLogSample float64
+	// RRL is response rate limiting of UDP answers; off unless
+	// RRL.ResponsesPerSecond > 0. SetRRL changes it later.
+	RRL RRLConfig
 }
 
 func (c *Config) defaults() {
@@ -101,6 +114,13 @@ func (c *Config) defaults() {
 	if c.MaxTCPConns <= 0 {
 		c.MaxTCPConns = 1000
 	}
+	if c.MaxTCPConnsPerSource <= 0 {
+		c.MaxTCPConnsPerSource = max(c.MaxTCPConns/10, 1)
+	}
+	if c.PressureIdleTimeout <= 0 {
+		c.PressureIdleTimeout = max(c.TCPIdleTimeout/10, 500*time.Millisecond)
+	}
+	c.PressureIdleTimeout = min(c.PressureIdleTimeout, c.TCPIdleTimeout)
 	if c.UDPSockets <= 0 {
 		c.UDPSockets = runtime.GOMAXPROCS(0)
 	}
@@ -126,7 +146,10 @@ type Server struct {
 	log   *slog.Logger
 	ctr   *counterSet
 	state atomic.Pointer[published]
-	pubMu sync.Mutex // serialises Publish so a table is compiled once per snapshot
+	pubMu sync.Mutex // serialises Publish, SetRRL and SetCookieSecret
+
+	rrl     atomic.Pointer[limiter]       // nil: no rate limiting
+	cookies atomic.Pointer[cookieSecrets] // set by New; replaced by SetCookieSecret
 
 	scratch sync.Pool // *scratch
 	bufs    sync.Pool // *[]byte of 2+65535: a TCP message with its length
@@ -139,11 +162,14 @@ type Server struct {
 	raw     map[int]struct{} // detached UDP sockets being read (Linux batching)
 	tcp     []*net.TCPListener
 	conns   map[net.Conn]struct{}
-	addrs   []netip.AddrPort
-	started bool
-	closing atomic.Bool
-	wg      sync.WaitGroup
-	done    chan struct{}
+	sources map[netip.Addr]int // open TCP connections per source (tcpSource)
+	// pressure is set while three quarters of MaxTCPConns are open.
+	pressure atomic.Bool
+	addrs    []netip.AddrPort
+	started  bool
+	closing  atomic.Bool
+	wg       sync.WaitGroup
+	done     chan struct{}
 }
 
 // New returns a Server that answers SERVFAIL until the first Publish. Its
@@ -154,14 +180,19 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   log.With("component", "dns"),
-		ctr:   newCounterSet(),
-		conns: map[net.Conn]struct{}{},
-		raw:   map[int]struct{}{},
-		done:  make(chan struct{}),
+		cfg:     cfg,
+		log:     log.With("component", "dns"),
+		ctr:     newCounterSet(),
+		conns:   map[net.Conn]struct{}{},
+		sources: map[netip.Addr]int{},
+		raw:     map[int]struct{}{},
+		done:    make(chan struct{}),
 	}
 	s.scratch.New = func() any { return &scratch{} }
+	s.cookies.Store(&cookieSecrets{cur: RandomCookieSecret()})
+	if cfg.RRL.Enabled() {
+		s.rrl.Store(newLimiter(cfg.RRL))
+	}
 	s.bufs.New = func() any { b := make([]byte, 2+maxTCP); return &b }
 	if cfg.QueryLogSample > 0 {
 		s.sampleEvery = uint64(max(1, 1/min(cfg.QueryLogSample, 1)))
@@ -404,68 +435,126 @@ func (s *Server) serveTCP(l *net.TCPListener) {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		if s.ctr.tcpOpen.Load() >= int64(s.cfg.MaxTCPConns) {
-			s.ctr.tcpRefused.Add(1)
-			c.SetLinger(0)
-			c.Close()
-			continue
-		}
+		src := tcpSource(c.RemoteAddr())
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
 			c.Close()
 			return
 		}
+		if len(s.conns) >= s.cfg.MaxTCPConns || s.sources[src] >= s.cfg.MaxTCPConnsPerSource {
+			if len(s.conns) < s.cfg.MaxTCPConns {
+				s.ctr.tcpSourceRefused.Add(1)
+			}
+			s.mu.Unlock()
+			s.ctr.tcpRefused.Add(1)
+			c.SetLinger(0)
+			c.Close()
+			continue
+		}
 		s.conns[c] = struct{}{}
+		s.sources[src]++
 		s.ctr.tcpOpen.Add(1)
 		s.ctr.tcpOpened.Add(1)
 		s.wg.Add(1)
+		if 4*len(s.conns) >= 3*s.cfg.MaxTCPConns && !s.pressure.Swap(true) {
+			s.enterPressureLocked()
+		}
 		s.mu.Unlock()
-		go s.serveConn(c)
+		go s.serveConn(c, src)
 	}
+}
+
+// tcpSource is the unit of the per-source connection cap: the IPv4
+// address, or the /64 of an IPv6 one (what one host usually has).
+func tcpSource(a net.Addr) netip.Addr {
+	ap, _ := netip.ParseAddrPort(a.String())
+	ip := ap.Addr().Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
+// enterPressureLocked cuts the idle time of every open connection to
+// PressureIdleTimeout (RFC 7766 §6.2.3): those idle longer than that are
+// closed now, the others when they next idle that long. Called under
+// s.mu when three quarters of the slots fill up.
+func (s *Server) enterPressureLocked() {
+	s.log.Info("tcp connections under pressure: shorter idle timeout", "open", len(s.conns), "max", s.cfg.MaxTCPConns, "idle_timeout", s.cfg.PressureIdleTimeout)
+	dl := time.Now().Add(s.cfg.PressureIdleTimeout)
+	for c := range s.conns {
+		c.SetReadDeadline(dl)
+	}
+}
+
+// idleTimeout is how long a connection may wait for its next query.
+func (s *Server) idleTimeout() time.Duration {
+	if s.pressure.Load() {
+		return s.cfg.PressureIdleTimeout
+	}
+	return s.cfg.TCPIdleTimeout
 }
 
 // serveConn answers the queries of one TCP connection in order, reading
 // the next while pipelined ones wait in the buffer (RFC 7766 §6.2.1.1).
-func (s *Server) serveConn(c *net.TCPConn) {
+func (s *Server) serveConn(c *net.TCPConn, source netip.Addr) {
 	defer s.wg.Done()
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
+		if s.sources[source]--; s.sources[source] <= 0 {
+			delete(s.sources, source)
+		}
+		if 2*len(s.conns) < s.cfg.MaxTCPConns {
+			s.pressure.Store(false) // half free again: hysteresis
+		}
 		s.mu.Unlock()
 		s.ctr.tcpOpen.Add(-1)
 		c.Close()
 	}()
 	src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	br := bufio.NewReaderSize(c, 4096)
+	var length [2]byte
+	for {
+		c.SetReadDeadline(time.Now().Add(s.idleTimeout()))
+		if s.closing.Load() {
+			return
+		}
+		if _, err := io.ReadFull(br, length[:]); err != nil {
+			return
+		}
+		// The buffers are taken only once a query is on its way: an idle
+		// connection holds nothing but its small reader.
+		if !s.serveFrame(c, br, int(binary.BigEndian.Uint16(length[:])), src) {
+			return
+		}
+	}
+}
+
+// serveFrame reads one length-prefixed query of n bytes from br and
+// writes its answer to c. It reports whether the connection may go on.
+func (s *Server) serveFrame(c *net.TCPConn, br *bufio.Reader, n int, src netip.AddrPort) bool {
 	inp := s.bufs.Get().(*[]byte)
 	outp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(inp)
 	defer s.bufs.Put(outp)
 	in, out := *inp, *outp
-	br := bufio.NewReaderSize(c, 4096)
-	for {
-		c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
-		if s.closing.Load() {
-			return
-		}
-		if _, err := io.ReadFull(br, in[:2]); err != nil {
-			return
-		}
-		n := int(binary.BigEndian.Uint16(in))
-		if _, err := io.ReadFull(br, in[2:2+n]); err != nil {
-			return
-		}
-		resp := s.Handle(out[2:2], in[2:2+n], src, true)
-		if resp == nil {
-			return // junk: a stream cannot resynchronise after it
-		}
-		binary.BigEndian.PutUint16(out, uint16(len(resp)))
-		c.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
-		if _, err := c.Write(out[:2+len(resp)]); err != nil {
-			return
-		}
-		s.sample(src, resp, true)
+	if _, err := io.ReadFull(br, in[:n]); err != nil {
+		return false
 	}
+	resp := s.Handle(out[2:2], in[:n], src, true)
+	if resp == nil {
+		return false // junk: a stream cannot resynchronise after it
+	}
+	binary.BigEndian.PutUint16(out, uint16(len(resp)))
+	c.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
+	if _, err := c.Write(out[:2+len(resp)]); err != nil {
+		return false
+	}
+	s.sample(src, resp, true)
+	return true
 }
 
 // sample logs one in sampleEvery answered queries at Info. Only sampled
