@@ -111,7 +111,7 @@ type Options struct {
 	// same table (dnsserver.Explain).
 	Explainer Explainer
 	Mesh      Mesh    // nil: a node without a mesh (no members, no drains)
-	Monitor Monitor // nil: no local probe details
+	Monitor   Monitor // nil: no local probe details
 
 	// Reload re-reads the configuration and swaps it in (SPEC §9). On
 	// failure it returns every error, joined with errors.Join.

@@ -377,7 +377,6 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-
 // cmdKeygen: gslbd keygen [-json]. Prints a new random mesh key, base64.
 func cmdKeygen(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keygen", "gslbd keygen [-json]", stderr)
