@@ -340,6 +340,8 @@ func newFixture(t *testing.T, token string) *fixture {
 		Reload:   func(ctx context.Context) error { return f.reload(ctx) },
 		NodeName: "ns1",
 		Version:  "v1.2.3-test",
+		Hosts:    []string{"gslb-admin.example.net"},
+		Pprof:    token != "", // profiles need a token
 	})
 	return f
 }

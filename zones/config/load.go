@@ -91,7 +91,7 @@ func Load(cfg *NodeConfig) (*zones.Snapshot, error) {
 	}
 	l.buildPools(s)
 
-	db, err := mmdb.Open(cfg.Geo.CityDB, overrides(cfg))
+	db, err := openGeo(cfg)
 	if err != nil {
 		l.nodeErr(err, []string{"geo", "city_db"}, "open geo database: %v", err)
 	} else {
@@ -319,4 +319,21 @@ func plural(n int, what string) string {
 		return fmt.Sprintf("%d %ses", n, what)
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// MaxGeoDB bounds geo.city_db: the largest commercial City databases are
+// a few hundred MiB.
+const MaxGeoDB = 1 << 30
+
+// openGeo loads geo.city_db, read through ReadFile so that a FIFO or a
+// device is an error rather than a hang.
+func openGeo(cfg *NodeConfig) (*geo.DB, error) {
+	if cfg.Geo.CityDB == "" {
+		return mmdb.Open("", overrides(cfg))
+	}
+	buf, _, err := ReadFile(cfg.Geo.CityDB, MaxGeoDB)
+	if err != nil {
+		return nil, fmt.Errorf("geo: open %s: %w", cfg.Geo.CityDB, err)
+	}
+	return mmdb.OpenBytes(cfg.Geo.CityDB, buf, overrides(cfg))
 }
