@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"gslbd/internal/testlog"
 	"gslbd/zones"
 	"gslbd/zones/config"
 )
@@ -289,7 +290,7 @@ func keyOf(t *testing.T, snap *zones.Snapshot, addr string) string {
 }
 
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return testlog.New(t, slog.LevelDebug)
 }
 
 // newFixture builds a Server over testConfig. Monitors ns1 and ns2 vote

@@ -147,6 +147,7 @@ type Server struct {
 	ctr   *counterSet
 	state atomic.Pointer[published]
 	pubMu sync.Mutex // serialises Publish, SetRRL and SetCookieSecret
+	next  *table     // compiled ahead by Compile for the next Publish; under pubMu
 
 	rrl     atomic.Pointer[limiter]       // nil: no rate limiting
 	cookies atomic.Pointer[cookieSecrets] // set by New; replaced by SetCookieSecret
@@ -218,14 +219,51 @@ func (s *Server) Publish(v *zones.View) {
 	}
 	cur := s.state.Load()
 	var t *table
-	if cur != nil && cur.t.snap == v.Snap {
+	switch {
+	case cur != nil && cur.t.snap == v.Snap:
 		t = cur.t
-	} else {
-		start := time.Now()
-		t = compile(v.Snap, s.log, s.ctr)
-		s.log.Debug("compiled zones", "zones", len(t.zones), "took", time.Since(start))
+	case s.next != nil && s.next.snap == v.Snap:
+		t = s.next
+	default:
+		// Not compiled ahead (Compile): do it now and serve what packed.
+		var err error
+		if t, err = s.compile(v.Snap); err != nil {
+			s.log.Error("compile zones: records left out", "err", err)
+		}
 	}
+	s.next = nil
 	s.state.Store(&published{view: v, t: t})
+}
+
+// Compile builds the wire table of snap to the side, before anything is
+// swapped in: a reload calls it first and fails on its error, which names
+// the file and line of every record that cannot be packed, while the table
+// in service keeps answering. The next Publish of a view of snap uses the
+// table built here.
+func (s *Server) Compile(snap *zones.Snapshot) error {
+	t, err := s.compile(snap)
+	if err != nil {
+		return err
+	}
+	s.pubMu.Lock()
+	s.next = t
+	s.pubMu.Unlock()
+	return nil
+}
+
+func (s *Server) compile(snap *zones.Snapshot) (*table, error) {
+	start := time.Now()
+	t, err := compile(snap, s.ctr)
+	s.log.Debug("compiled zones", "zones", len(t.zones), "took", time.Since(start))
+	return t, err
+}
+
+// Check compiles snap into a wire table and discards it, so that `gslbd
+// check` and nodes without DNS listeners reject the records a server
+// would fail to pack.
+func Check(snap *zones.Snapshot) error {
+	_, err := compile(snap, newCounterSet())
+	return err
 }
 
 // Start binds UDP and TCP on every listen address and serves until

@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"gslbd/internal/testlog"
 	"gslbd/zones"
 )
 
@@ -84,7 +85,7 @@ func (r *reports) forKey(key string) []Report {
 }
 
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return testlog.New(t, slog.LevelDebug)
 }
 
 func fakeTarget(i int, typ zones.CheckType, interval time.Duration) zones.Target {

@@ -83,6 +83,9 @@ type Name struct {
 	Owner string // lower-case, fully qualified
 	// RRs are the static records in presentation order, TTLs resolved.
 	RRs []dns.RR
+	// Lines[i] is the line of RRs[i] in the zone file, for errors found
+	// after loading (a record the DNS server cannot pack); 0 when unknown.
+	Lines []int
 	// Pool, when set, answers A and AAAA at this name.
 	Pool *Pool
 }

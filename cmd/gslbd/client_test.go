@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"gslbd/internal/testlog"
 	"gslbd/admin"
 	"gslbd/zones"
 	"gslbd/zones/config"
@@ -251,7 +252,7 @@ func startCLIServer(t *testing.T) (string, string) {
 	srv := admin.New(admin.Options{
 		Listen:   "127.0.0.1:0",
 		Token:    "cli-token",
-		Logger:   slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Logger:   testlog.New(t, slog.LevelInfo),
 		Source:   cliSource{snap, mesh},
 		Mesh:     mesh,
 		NodeName: "cli1",
