@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"gslbd/internal/testlog"
 	"gslbd/admin"
+	"gslbd/internal/testlog"
 	"gslbd/zones"
 	"gslbd/zones/config"
 )
