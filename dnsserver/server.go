@@ -223,7 +223,7 @@ func (s *Server) Publish(v *zones.View) {
 	case cur != nil && cur.t.snap == v.Snap:
 		t = cur.t
 	case s.next != nil && s.next.snap == v.Snap:
-		t = s.next
+		t, s.next = s.next, nil
 	default:
 		// Not compiled ahead (Compile): do it now and serve what packed.
 		var err error
@@ -231,7 +231,6 @@ func (s *Server) Publish(v *zones.View) {
 			s.log.Error("compile zones: records left out", "err", err)
 		}
 	}
-	s.next = nil
 	s.state.Store(&published{view: v, t: t})
 }
 
