@@ -166,6 +166,11 @@ func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones
 		// client, and secondaries of a GSLB zone would serve stale ones.
 		return s.finish(&w, &q, pkt, rcRefused)
 	}
+	if q.qtype == dns.TypeNXNAME {
+		// RFC 9824 §3.5: NXNAME is a meta-type of compact denial, never a
+		// question.
+		return s.finish(&w, &q, pkt, rcFormErr)
+	}
 	// The closest enclosing zone: the longest suffix of the name, at a
 	// label boundary, that is an origin of ours.
 	var z *zone
@@ -209,6 +214,11 @@ func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones
 	if tr != nil {
 		tr.Zone = z.origin
 		tr.SetClient(client)
+	}
+	if z.keys != nil {
+		r.sg.now = time.Now()
+		r.sg.st = z.keys.At(r.sg.now)
+		r.sg.sign = q.do
 	}
 	rc = r.resolve(s, client)
 	if q.rrl != nil && rc == rcNoError {

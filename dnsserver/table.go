@@ -1,6 +1,8 @@
 package dnsserver
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"gslbd/dnssec"
 	"gslbd/zones"
 )
 
@@ -38,6 +41,11 @@ type zone struct {
 	soaNeg []byte
 	apex   *node
 	ctr    *zoneCounters // this origin's query counters, kept across reloads
+
+	// keys sign the zone; nil when it is unsigned. soaSigned is the
+	// negative-answer SOA as the signer sees it.
+	keys      *dnssec.Zone
+	soaSigned dnssec.RRset
 }
 
 // node is one owner name of a zone, or an empty non-terminal (no rrsets,
@@ -52,6 +60,10 @@ type node struct {
 	// below the apex), nil when the name is in authoritative data.
 	cut   *node
 	isCut bool
+	// types lists the types at the name, ascending, for the NSEC bitmap
+	// of signed negative answers: at a cut only NS and DS, the types the
+	// parent side is authoritative for.
+	types []uint16
 }
 
 // rrset is one packed RRset. Each tail is TYPE CLASS TTL RDLENGTH RDATA,
@@ -65,6 +77,10 @@ type rrset struct {
 	additional [][]byte
 	// target is the alias target of a CNAME, lower-case wire.
 	target []byte
+	// ttl is the RRset's TTL and rdata the records' RDATA, sorted: what
+	// a signature covers, besides the owner and type.
+	ttl   uint32
+	rdata [][]byte
 }
 
 func (s *rrset) wireLen(ownerLen int) int { return s.size + len(s.tails)*ownerLen }
@@ -109,6 +125,7 @@ func compile(snap *zones.Snapshot, ctrs *counterSet) (*table, error) {
 		z := &zone{origin: zz.Origin, wire: origin, names: make(map[string]*node, len(zz.Names)*2)}
 		z.ctr = ctrs.zone(zz.Origin)
 		soaLine := 0
+		z.keys = zz.DNSSEC
 		for owner, nm := range zz.Names {
 			w, err := packName(owner)
 			if err != nil {
@@ -135,6 +152,9 @@ func compile(snap *zones.Snapshot, ctrs *counterSet) (*table, error) {
 			soa := *zz.SOA
 			soa.Hdr.Ttl = zz.NegativeTTL()
 			z.soaNeg = c.packTail(zz.File, soaLine, &soa)
+			if z.soaNeg != nil {
+				z.soaSigned = dnssec.RRset{Owner: z.wire, Type: dns.TypeSOA, TTL: soa.Hdr.Ttl, Rdata: [][]byte{z.soaNeg[10:]}}
+			}
 			if !hasType(apex, dns.TypeSOA) {
 				if rs := c.packRRsets(zz.File, []dns.RR{zz.SOA}, []int{soaLine}); len(rs) > 0 {
 					apex.rrsets = append([]*rrset{rs[0]}, apex.rrsets...)
@@ -170,6 +190,7 @@ func compile(snap *zones.Snapshot, ctrs *counterSet) (*table, error) {
 			for _, rs := range n.rrsets {
 				rs.additional = z.additionalFor(rs)
 			}
+			n.types = nodeTypes(n, n == apex && z.keys != nil)
 		}
 		t.zones[string(z.wire)] = z
 	}
@@ -307,6 +328,9 @@ func (c *compiler) packRRsets(file string, rrs []dns.RR, lines []int) []*rrset {
 		}
 		rs.tails = append(rs.tails, tail)
 		rs.size += len(tail)
+		rs.ttl = binary.BigEndian.Uint32(tail[4:])
+		rs.rdata = append(rs.rdata, tail[10:])
+		slices.SortFunc(rs.rdata, bytes.Compare)
 		if target != nil {
 			rs.target = target
 		}
@@ -387,4 +411,23 @@ func toLower(c byte) byte {
 		return c + 'a' - 'A'
 	}
 	return c
+}
+
+// nodeTypes lists the types at n for NSEC bitmaps, ascending. signedApex
+// adds the key RRsets that the zone's keys put at the apex.
+func nodeTypes(n *node, signedApex bool) []uint16 {
+	var ts []uint16
+	for _, rs := range n.rrsets {
+		if !n.isCut || rs.rtype == dns.TypeNS || rs.rtype == dns.TypeDS {
+			ts = append(ts, rs.rtype)
+		}
+	}
+	if n.pool != nil && !n.isCut {
+		ts = append(ts, dns.TypeA, dns.TypeAAAA)
+	}
+	if signedApex {
+		ts = append(ts, dns.TypeDNSKEY, dns.TypeCDS, dns.TypeCDNSKEY)
+	}
+	slices.Sort(ts)
+	return slices.Compact(ts)
 }

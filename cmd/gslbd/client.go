@@ -399,14 +399,26 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 
 // cmdKeygen: gslbd keygen [-json]. Prints a new random mesh key, base64.
 func cmdKeygen(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("keygen", "gslbd keygen [-json]", stderr)
+	fs := newFlagSet("keygen", "gslbd keygen [-json] | gslbd keygen -dnssec ZONE -out DIR [-role csk|ksk|zsk] [-algorithm 13|15]", stderr)
 	asJSON := fs.Bool("json", false, `print {"key": "..."} instead of the bare key`)
+	zone := fs.String("dnssec", "", "write a DNSSEC key pair for `ZONE` (BIND format) instead of a mesh key")
+	out := fs.String("out", "", "with -dnssec: the `DIR` the key pair is written to")
+	role := fs.String("role", "csk", "with -dnssec: csk (one key signs everything), ksk or zsk")
+	alg := fs.Int("algorithm", 13, "with -dnssec: 13 (ECDSAP256SHA256) or 15 (ED25519)")
+	ttl := fs.Uint("ttl", 3600, "with -dnssec: the TTL written in the .key file and its DS")
+	times := map[string]string{}
+	for _, name := range []string{"publish", "activate", "inactive", "delete"} {
+		fs.Func(name, "with -dnssec: key `time` (YYYYMMDDHHMMSS UTC, RFC 3339, now or +DURATION)", func(v string) error { times[name] = v; return nil })
+	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return parseFailed(err)
 	}
 	if len(pos) > 0 {
 		return usageError(stderr, fs, "unexpected argument %q", pos[0])
+	}
+	if *zone != "" {
+		return dnssecKeygen(*zone, *out, *role, *alg, *ttl, times, stdout, stderr)
 	}
 	enc := cluster.GenerateKey()
 	if *asJSON {

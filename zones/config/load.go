@@ -132,6 +132,7 @@ func load(cfg *NodeConfig, ld *Loader) (*zones.Snapshot, error) {
 			continue
 		}
 		origins[z.Origin] = zs
+		loadKeys(zs, filepath.Dir(f))
 		s.Zones = append(s.Zones, z)
 		s.Files = append(s.Files, zones.FileSummary{Path: z.File, Summary: zoneSummary(zs)})
 	}
@@ -353,7 +354,11 @@ func zoneSummary(zs *zoneSrc) string {
 	if zs.cuts > 0 {
 		s += ", " + plural(zs.cuts, "delegation")
 	}
-	return s + fmt.Sprintf(", serial %d", z.SOA.Serial)
+	s += fmt.Sprintf(", serial %d", z.SOA.Serial)
+	if z.DNSSEC != nil {
+		s += ", signed with " + plural(len(z.DNSSEC.Keys), "key")
+	}
+	return s
 }
 
 func poolsSummary(srcs []*poolSrc) string {
