@@ -1,4 +1,4 @@
-// Package admin is gslbd's operator interface over HTTP (SPEC §8): health
+// Package admin is gslbd's operator interface over HTTP (docs/operations.md, Admin API): health
 // and Prometheus endpoints, a JSON API for status, explain, drains and
 // reload, and a live status page embedded in the binary. It also holds the
 // HTTP client the command line uses to talk to a node.
@@ -128,7 +128,7 @@ type Options struct {
 	Mesh      Mesh    // nil: a node without a mesh (no members, no drains)
 	Monitor   Monitor // nil: no local probe details
 
-	// Reload re-reads the configuration and swaps it in (SPEC §9). On
+	// Reload re-reads the configuration and swaps it in (docs/operations.md). On
 	// failure it returns every error, joined with errors.Join.
 	Reload func(ctx context.Context) error
 

@@ -184,7 +184,7 @@ func TestFirstDecisionDown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// A target failing from the start is never reported up: its first
 		// decision is "down" after fall failures, and until then it has no
-		// report (SPEC §6: up without a report).
+		// report (up without a report).
 		tg := fakeTarget(1, zones.CheckTCP, time.Second)
 		fp := newFakeProber()
 		fp.set(tg.Key, errors.New("refused"))

@@ -46,7 +46,7 @@ type Trace struct {
 	Answer []string `json:"answer"`
 	TTL    uint32   `json:"ttl"`
 	NoData bool     `json:"nodata,omitempty"`
-	// Scope is the ECS scope prefix of the response (SPEC §5.7), ScopeWhy
+	// Scope is the ECS scope prefix of the response (README, How an answer is chosen), ScopeWhy
 	// the reason for it.
 	Scope    int      `json:"scope"`
 	ScopeWhy string   `json:"scope_reason"`

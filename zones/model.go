@@ -94,7 +94,7 @@ type Name struct {
 	Pool *Pool
 }
 
-// Policy orders the sites of a pool (SPEC §5.3).
+// Policy orders the sites of a pool (README, How an answer is chosen).
 type Policy uint8
 
 const (
@@ -104,7 +104,7 @@ const (
 )
 
 // Affinity says whether random and rotating choices are replaced by a hash
-// of the client network (SPEC §5.5).
+// of the client network (README, How an answer is chosen).
 type Affinity uint8
 
 const (
@@ -112,7 +112,7 @@ const (
 	AffinityClientSubnet
 )
 
-// AllDown is what a pool answers when no address is eligible (SPEC §5.6).
+// AllDown is what a pool answers when no address is eligible (README, How an answer is chosen).
 type AllDown uint8
 
 const (

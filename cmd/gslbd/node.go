@@ -272,7 +272,7 @@ func (n *node) run(ctx context.Context, hup <-chan os.Signal) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// Join and merge the peers' state before DNS opens (SPEC §6).
+	// Join and merge the peers' state before DNS opens (README, Health checks and the mesh).
 	if err := n.mesh.Start(ctx); err != nil {
 		return fmt.Errorf("start mesh: %w", err)
 	}

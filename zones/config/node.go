@@ -1,6 +1,6 @@
 package config
 
-// NodeConfig is gslbd.toml (SPEC §2), decoded strictly, defaults applied,
+// NodeConfig is gslbd.toml (docs/configuration.md), decoded strictly, defaults applied,
 // relative paths resolved against the file's directory.
 type NodeConfig struct {
 	Path string `toml:"-"` // the file it was read from

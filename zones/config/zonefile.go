@@ -15,7 +15,7 @@ import (
 	"gslbd/zones"
 )
 
-// Defaults of zone files (SPEC §3).
+// Defaults of zone files (docs/configuration.md).
 const (
 	DefaultZoneTTL    = 300
 	DefaultSOARefresh = 3600
