@@ -19,7 +19,6 @@ import (
 
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
-	"github.com/oschwald/geoip2-golang/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
 )
 
@@ -41,6 +40,20 @@ func answerOf(l *Location) answer {
 	return answer{l.Country, l.Continent, l.Lat, l.Lon, l.HasCoords, l.Source}
 }
 
+// record is the part of a City or Country record that locates a client.
+type record struct {
+	Country struct {
+		ISOCode string `maxminddb:"iso_code"`
+	} `maxminddb:"country"`
+	Continent struct {
+		Code string `maxminddb:"code"`
+	} `maxminddb:"continent"`
+	Location struct {
+		Latitude  *float64 `maxminddb:"latitude"`
+		Longitude *float64 `maxminddb:"longitude"`
+	} `maxminddb:"location"`
+}
+
 // readerAnswer asks the maxminddb reader directly: the answer and the
 // prefix length of the network it found.
 func readerAnswer(t testing.TB, r *maxminddb.Reader, a netip.Addr) (answer, int) {
@@ -53,12 +66,12 @@ func readerAnswer(t testing.TB, r *maxminddb.Reader, a netip.Addr) (answer, int)
 	if !res.Found() {
 		return answer{}, bits
 	}
-	var rec geoip2.City
+	var rec record
 	if err := res.Decode(&rec); err != nil {
 		t.Fatalf("reader decode %v: %v", a, err)
 	}
 	ans := answer{country: rec.Country.ISOCode, continent: rec.Continent.Code, source: SourceDatabase}
-	if rec.Location.HasCoordinates() {
+	if rec.Location.Latitude != nil && rec.Location.Longitude != nil {
 		ans.lat, ans.lon, ans.hasCoords = *rec.Location.Latitude, *rec.Location.Longitude, true
 	}
 	if ans.country == "" && ans.continent == "" && !ans.hasCoords {

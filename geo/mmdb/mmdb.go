@@ -8,13 +8,27 @@ package mmdb
 import (
 	"fmt"
 	"os"
-	"strings"
 
-	"github.com/oschwald/geoip2-golang/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
 
 	"gslbd/geo"
 )
+
+// record is the part of a City or Country record that locates a client;
+// the reader's struct decoding skips everything else (names, subdivisions,
+// traits), which keeps the one-time walk fast.
+type record struct {
+	Country struct {
+		ISOCode string `maxminddb:"iso_code"`
+	} `maxminddb:"country"`
+	Continent struct {
+		Code string `maxminddb:"code"`
+	} `maxminddb:"continent"`
+	Location struct {
+		Latitude  *float64 `maxminddb:"latitude"`
+		Longitude *float64 `maxminddb:"longitude"`
+	} `maxminddb:"location"`
+}
 
 // Open loads the database at path ("" = none) with the overrides (see
 // geo.Build for how they combine). The file is read once and not kept
@@ -45,44 +59,16 @@ func OpenBytes(path string, buf []byte, overrides []geo.Override) (*geo.DB, erro
 		NodeCount:    r.Metadata.NodeCount,
 		RecordSize:   r.Metadata.RecordSize,
 	}
-	// Records decode into geoip2's model types, City for databases with
-	// coordinates, Country for the others; geo.Build calls decode once per
-	// distinct record, so the names and traits these types carry beside
-	// what we keep cost little.
-	decode := decodeCountry(r)
-	if hasCoordinates(md.DatabaseType) {
-		decode = decodeCity(r)
-	}
-	return geo.Build(path, buf, md, decode, overrides)
-}
-
-// hasCoordinates reports whether records of the database type carry a
-// location (City, Enterprise and DB-IP City databases do, Country ones
-// do not).
-func hasCoordinates(typ string) bool {
-	return strings.Contains(typ, "City") || strings.Contains(typ, "Enterprise") || strings.Contains(typ, "DBIP-Location")
-}
-
-func decodeCity(r *maxminddb.Reader) geo.DecodeFunc {
-	return func(off uintptr) (geo.Record, error) {
-		var c geoip2.City
-		if err := r.LookupOffset(off).Decode(&c); err != nil {
+	decode := func(off uintptr) (geo.Record, error) {
+		var rec record
+		if err := r.LookupOffset(off).Decode(&rec); err != nil {
 			return geo.Record{}, err
 		}
-		out := geo.Record{Country: c.Country.ISOCode, Continent: c.Continent.Code}
-		if c.Location.HasCoordinates() {
-			out.Lat, out.Lon, out.HasCoords = *c.Location.Latitude, *c.Location.Longitude, true
+		out := geo.Record{Country: rec.Country.ISOCode, Continent: rec.Continent.Code}
+		if rec.Location.Latitude != nil && rec.Location.Longitude != nil {
+			out.Lat, out.Lon, out.HasCoords = *rec.Location.Latitude, *rec.Location.Longitude, true
 		}
 		return out, nil
 	}
-}
-
-func decodeCountry(r *maxminddb.Reader) geo.DecodeFunc {
-	return func(off uintptr) (geo.Record, error) {
-		var c geoip2.Country
-		if err := r.LookupOffset(off).Decode(&c); err != nil {
-			return geo.Record{}, err
-		}
-		return geo.Record{Country: c.Country.ISOCode, Continent: c.Continent.Code}, nil
-	}
+	return geo.Build(path, buf, md, decode, overrides)
 }
