@@ -169,7 +169,7 @@ func TestCookies(t *testing.T) {
 	hex.Decode(q.clientCookie[:], []byte(cc))
 	mk := func(age uint32) string {
 		b := make([]byte, 16)
-		q.putServerCookie(b, s.cookies.Load(), netip.MustParseAddr("198.51.100.100"), cookieNow()-age)
+		q.putServerCookie(b, s.cookies.Load(), netip.MustParseAddr("198.51.100.100"), uint32(s.unixNow())-age)
 		return hex.EncodeToString(b)
 	}
 	before := s.ctr.cookies[cookieValid].Load()

@@ -2,8 +2,10 @@ package dnsserver
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,6 +61,7 @@ func FuzzTCPFraming(f *testing.F) {
 		// Expected answers: the IDs of the complete frames before the
 		// first junk one.
 		var want []uint16
+		junk := false
 		for rest := stream; len(rest) >= 2; {
 			n := int(binary.BigEndian.Uint16(rest))
 			if len(rest) < 2+n {
@@ -67,6 +70,7 @@ func FuzzTCPFraming(f *testing.F) {
 			pkt := rest[2 : 2+n]
 			rest = rest[2+n:]
 			if len(pkt) < headerLen || pkt[2]&0x80 != 0 {
+				junk = true
 				break
 			}
 			want = append(want, binary.BigEndian.Uint16(pkt))
@@ -80,7 +84,15 @@ func FuzzTCPFraming(f *testing.F) {
 			werr <- err
 		}()
 		got, err := io.ReadAll(c)
-		if err != nil {
+		switch {
+		case err == nil:
+		case junk && errors.Is(err, syscall.ECONNRESET):
+			// The server dropped the connection on junk with the rest of
+			// the stream unread, so the kernel reset it; answers in
+			// flight may be lost with it, but what arrived must be right.
+			n, size := completeFrames(got)
+			got, want = got[:size], want[:min(len(want), n)]
+		default:
 			t.Fatalf("read answers: %v (the server must close the stream at its end)", err)
 		}
 		<-werr // a write may fail once the server closed on junk; that is fine
@@ -110,4 +122,18 @@ func FuzzTCPFraming(f *testing.F) {
 			t.Fatalf("%d answers to %d answerable frames", i, len(want))
 		}
 	})
+}
+
+// completeFrames counts the complete length-prefixed frames at the start
+// of b and their size.
+func completeFrames(b []byte) (n, size int) {
+	for len(b)-size >= 2 {
+		l := int(binary.BigEndian.Uint16(b[size:]))
+		if len(b)-size < 2+l {
+			break
+		}
+		size += 2 + l
+		n++
+	}
+	return n, size
 }

@@ -107,8 +107,8 @@ type limiter struct {
 	cfg   RRLConfig
 	rate  [rrlClasses]int64
 	seed  maphash.Seed
-	start time.Time
-	sets  int // sets per shard, a power of two
+	start int64 // Unix seconds at creation
+	sets  int   // sets per shard, a power of two
 	shard [rrlShards]rrlShard
 }
 
@@ -130,7 +130,7 @@ type rrlEntry struct {
 
 func newLimiter(cfg RRLConfig) *limiter {
 	cfg.defaults()
-	l := &limiter{cfg: cfg, seed: maphash.MakeSeed(), start: time.Now()}
+	l := &limiter{cfg: cfg, seed: maphash.MakeSeed(), start: time.Now().Unix()}
 	l.rate = [rrlClasses]int64{int64(cfg.ResponsesPerSecond), int64(cfg.NXDomainsPerSecond), int64(cfg.ErrorsPerSecond)}
 	per := max(cfg.Entries/rrlShards/rrlWays, 1)
 	l.sets = 1
@@ -143,9 +143,9 @@ func newLimiter(cfg RRLConfig) *limiter {
 	return l
 }
 
-// now is the limiter's clock in whole seconds, starting at 1 so that 0
-// marks an empty slot.
-func (l *limiter) now() uint32 { return uint32(time.Since(l.start)/time.Second) + 1 }
+// now turns Unix seconds into the limiter's clock, which starts at 1 so
+// that 0 marks an empty slot.
+func (l *limiter) now(unix int64) uint32 { return uint32(max(unix-l.start, 0)) + 1 }
 
 // key hashes what names a bucket: the class, the client's network and,
 // for the classes that have one, a name (lower-case wire) and a type.
@@ -274,7 +274,7 @@ func (s *Server) rateLimit(l *limiter, q *query, rc int) rrlVerdict {
 	case rc == rcNXDomain && q.zoff >= 0:
 		class, name = rrlNXDomains, q.lname[q.zoff:q.qlen]
 	}
-	v := l.charge(class, synth, q.src, name, qtype, l.now())
+	v := l.charge(class, synth, q.src, name, qtype, l.now(s.unixNow()))
 	if v != rrlPass {
 		s.ctr.rrlLimited[class].Add(1)
 	}

@@ -191,3 +191,15 @@ func TestAXFRRefused(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLimiterCharge is the limiter alone: hash, shard lock, bucket
+// update, for one client and name.
+func BenchmarkLimiterCharge(b *testing.B) {
+	l := newLimiter(rrlOn)
+	a := netip.MustParseAddr("198.51.100.7")
+	name := []byte("\x03www\x04gslb\x07example\x03com\x00")
+	b.ReportAllocs()
+	for b.Loop() {
+		l.charge(rrlResponses, false, a, name, dns.TypeA, 1)
+	}
+}

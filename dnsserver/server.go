@@ -149,6 +149,7 @@ type Server struct {
 	next  *table     // compiled ahead by Compile for the next Publish; under pubMu
 
 	rrl     atomic.Pointer[limiter]       // nil: no rate limiting
+	clock   atomic.Int64                  // Unix seconds, kept by tick while started; 0 before
 	cookies atomic.Pointer[cookieSecrets] // set by New; replaced by SetCookieSecret
 
 	scratch sync.Pool     // *scratch
@@ -291,6 +292,8 @@ func (s *Server) Start(ctx context.Context) error {
 		s.wg.Add(1)
 		go s.serveTCP(l)
 	}
+	s.wg.Add(1)
+	go s.tick()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
