@@ -48,8 +48,9 @@ lint: ## gofmt check, go vet, and go.mod/go.sum tidy (go mod tidy -diff)
 contract: ## run the black-box contract smoke test in ../shared/contract against this tree
 	cd $(CONTRACT) && GSLBD_SRC=$(CURDIR) $(GO) test -count=1 ./...
 
-fuzz: ## fuzz the packet path, the config loaders and the selection (FUZZTIME each, default 1m)
+fuzz: ## fuzz the packet path, the config loaders, the wire-table compile and the selection (FUZZTIME each, default 1m)
 	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $${FUZZTIME:-1m} ./dnsserver
+	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $${FUZZTIME:-1m} ./dnsserver
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadZoneFile$$' -fuzztime $${FUZZTIME:-1m} ./zones/config
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadPoolFile$$' -fuzztime $${FUZZTIME:-1m} ./zones/config
 	$(GO) test -run '^$$' -fuzz '^FuzzSelect$$' -fuzztime $${FUZZTIME:-1m} ./zones
