@@ -216,7 +216,7 @@ func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones
 		tr.SetClient(client)
 	}
 	if z.keys != nil {
-		r.sg.now = time.Now()
+		r.sg.now = time.Unix(s.unixNow(), 0) // key timing and signatures count whole seconds
 		r.sg.st = z.keys.At(r.sg.now)
 		r.sg.sign = q.do
 	}

@@ -132,7 +132,7 @@ func load(cfg *NodeConfig, ld *Loader) (*zones.Snapshot, error) {
 			continue
 		}
 		origins[z.Origin] = zs
-		loadKeys(zs, filepath.Dir(f))
+		loadKeys(zs, filepath.Dir(f), &s.Warnings)
 		s.Zones = append(s.Zones, z)
 		s.Files = append(s.Files, zones.FileSummary{Path: z.File, Summary: zoneSummary(zs)})
 	}
