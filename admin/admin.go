@@ -127,6 +127,9 @@ type Options struct {
 	Explainer Explainer
 	Mesh      Mesh    // nil: a node without a mesh (no members, no drains)
 	Monitor   Monitor // nil: no local probe details
+	// External is the external health feed; nil on a node that does not
+	// probe (its calls answer 503).
+	External External
 
 	// Reload re-reads the configuration and swaps it in (docs/operations.md). On
 	// failure it returns every error, joined with errors.Join.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"gslbd/zones"
 )
 
@@ -260,6 +262,8 @@ func checkString(c zones.Check) string {
 		b.WriteString("https")
 	case zones.CheckTCP:
 		b.WriteString("tcp")
+	case zones.CheckDNS:
+		b.WriteString("dns")
 	default:
 		fmt.Fprintf(&b, "check(%d)", c.Type)
 	}
@@ -270,6 +274,15 @@ func checkString(c zones.Check) string {
 			b.WriteString(c.Host)
 		}
 		b.WriteString(c.Path)
+		if c.BodyMatch != "" {
+			fmt.Fprintf(&b, " body~%q", c.BodyMatch)
+		}
+	}
+	if c.Type == zones.CheckDNS {
+		fmt.Fprintf(&b, " %s %s → %s", c.QName, dns.TypeToString[c.QType], dns.RcodeToString[c.RCode])
+		if c.Answer != "" {
+			fmt.Fprintf(&b, " %s", c.Answer)
+		}
 	}
 	if c.Interval > 0 {
 		fmt.Fprintf(&b, " every %s", c.Interval)

@@ -55,6 +55,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"gslbd/dnssec"
+	"gslbd/dnsserver/dnstap"
 	"gslbd/zones"
 )
 
@@ -100,6 +101,9 @@ type Config struct {
 	// SignatureCache is how many RRSIG sets of signed zones are kept
 	// (default dnssec.DefaultCacheEntries); it bounds the cache's memory.
 	SignatureCache int
+	// Tap, when not nil, gets every query and its response (dnstap). Its
+	// Log never blocks; its Run is the caller's to start.
+	Tap *dnstap.Sink
 }
 
 func (c *Config) defaults() {
@@ -432,6 +436,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 func (s *Server) serveUDPEach(c *net.UDPConn) {
 	in := make([]byte, maxTCP)
 	out := make([]byte, 0, max(maxTCP, int(s.cfg.UDPSize)))
+	tap, local := s.tapFor(c.LocalAddr())
 	for {
 		n, src, err := c.ReadFromUDPAddrPort(in)
 		if err != nil {
@@ -444,7 +449,14 @@ func (s *Server) serveUDPEach(c *net.UDPConn) {
 			s.log.Debug("read udp", "err", err)
 			continue
 		}
+		var qt time.Time
+		if tap != nil {
+			qt = time.Now()
+		}
 		resp := s.Handle(out[:0], in[:n], src, false)
+		if tap != nil {
+			tap.Log(in[:n], resp, src, local, false, qt)
+		}
 		if resp == nil {
 			continue
 		}
@@ -557,6 +569,7 @@ func (s *Server) serveConn(c *net.TCPConn, source netip.Addr) {
 	}()
 	src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	br := bufio.NewReaderSize(c, 4096)
+	tap, local := s.tapFor(c.LocalAddr())
 	var length [2]byte
 	for {
 		c.SetReadDeadline(time.Now().Add(s.idleTimeout()))
@@ -568,15 +581,16 @@ func (s *Server) serveConn(c *net.TCPConn, source netip.Addr) {
 		}
 		// The buffers are taken only once a query is on its way: an idle
 		// connection holds nothing but its small reader.
-		if !s.serveFrame(c, br, int(binary.BigEndian.Uint16(length[:])), src) {
+		if !s.serveFrame(c, br, int(binary.BigEndian.Uint16(length[:])), src, tap, local) {
 			return
 		}
 	}
 }
 
 // serveFrame reads one length-prefixed query of n bytes from br and
-// writes its answer to c. It reports whether the connection may go on.
-func (s *Server) serveFrame(c *net.TCPConn, br *bufio.Reader, n int, src netip.AddrPort) bool {
+// writes its answer to c (and the exchange to tap, when not nil). It
+// reports whether the connection may go on.
+func (s *Server) serveFrame(c *net.TCPConn, br *bufio.Reader, n int, src netip.AddrPort, tap *dnstap.Sink, local netip.AddrPort) bool {
 	inp := s.bufs.Get().(*[]byte)
 	outp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(inp)
@@ -585,7 +599,14 @@ func (s *Server) serveFrame(c *net.TCPConn, br *bufio.Reader, n int, src netip.A
 	if _, err := io.ReadFull(br, in[:n]); err != nil {
 		return false
 	}
+	var qt time.Time
+	if tap != nil {
+		qt = time.Now()
+	}
 	resp := s.Handle(out[2:2], in[:n], src, true)
+	if tap != nil {
+		tap.Log(in[:n], resp, src, local, true, qt)
+	}
 	if resp == nil {
 		return false // junk: a stream cannot resynchronise after it
 	}
@@ -596,6 +617,16 @@ func (s *Server) serveFrame(c *net.TCPConn, br *bufio.Reader, n int, src netip.A
 	}
 	s.sample(src, resp, true)
 	return true
+}
+
+// tapFor returns the dnstap sink, or nil when none logs anything, and the
+// local address of a listener for its messages.
+func (s *Server) tapFor(local net.Addr) (*dnstap.Sink, netip.AddrPort) {
+	if !s.cfg.Tap.Enabled() {
+		return nil, netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(local.String())
+	return s.cfg.Tap, ap
 }
 
 // sample logs one in sampleEvery answered queries at Info. Only sampled

@@ -224,8 +224,15 @@ func TestProbeReasons(t *testing.T) {
 
 	m := New(Options{Node: "n1", Version: "1.2.3", Logger: testLogger(t), RootCAs: roots})
 	plainHTTP, https, tcp := zones.CheckHTTP, zones.CheckHTTPS, zones.CheckTCP
+	// Probes that should succeed or fail fast get a generous timeout (a
+	// TLS handshake under -race on a loaded machine took over 300ms); the
+	// hanging backends get a short one, which their reasons name.
 	check := func(typ zones.CheckType, ap netip.AddrPort) zones.Check {
-		return zones.Check{Type: typ, Port: ap.Port(), Path: "/healthz", Expect: []int{200}, Timeout: 300 * time.Millisecond}
+		c := zones.Check{Type: typ, Port: ap.Port(), Path: "/healthz", Expect: []int{200}, Timeout: 5 * time.Second}
+		if ap == hung {
+			c.Timeout = 300 * time.Millisecond
+		}
+		return c
 	}
 	withHost := func(c zones.Check, host string, insecure bool) zones.Check {
 		c.Host, c.Insecure = host, insecure

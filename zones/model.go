@@ -176,6 +176,9 @@ const (
 	CheckHTTP
 	CheckHTTPS
 	CheckTCP
+	CheckDNS
+	// NumCheckTypes bounds CheckType values, for tables indexed by type.
+	NumCheckTypes = iota
 )
 
 // Check is a fully resolved health check (pool defaults and site
@@ -193,7 +196,28 @@ type Check struct {
 	// Insecure skips TLS certificate verification for https checks
 	// (`tls_skip_verify = true`).
 	Insecure bool
+	// Headers are extra request headers of http and https checks, sorted
+	// by name (canonical form).
+	Headers []Header
+	// BodyMatch, when not empty, must occur in the first BodyMatchBytes
+	// bytes of an http or https response body.
+	BodyMatch string
+
+	// A dns check asks QName (fully qualified) for QType and wants RCode
+	// back, and, when Answer is set, a record of QType in the answer
+	// section whose RDATA in presentation form is Answer.
+	QName  string
+	QType  uint16
+	RCode  int
+	Answer string
 }
+
+// Header is one configured request header of an HTTP check.
+type Header struct{ Name, Value string }
+
+// BodyMatchBytes is how much of a response body body_match searches, as
+// Route 53's string matching does.
+const BodyMatchBytes = 5120
 
 // Target is one distinct (address, check) pair. Its Key is the same on
 // every node that loads the same pool files, so monitors' reports about it
@@ -255,6 +279,8 @@ func (t CheckType) String() string {
 		return "https"
 	case CheckTCP:
 		return "tcp"
+	case CheckDNS:
+		return "dns"
 	default:
 		return "none"
 	}
@@ -280,7 +306,8 @@ func (c Check) String() string {
 		b.WriteByte('=')
 		b.WriteString(v)
 	}
-	if c.Type != CheckTCP {
+	switch c.Type {
+	case CheckHTTP, CheckHTTPS:
 		b.WriteString(escapeKey(c.Path))
 		if c.Host != "" {
 			param("host", escapeKey(c.Host))
@@ -290,6 +317,19 @@ func (c Check) String() string {
 			codes[i] = strconv.Itoa(e)
 		}
 		param("expect", strings.Join(codes, ","))
+		for _, h := range c.Headers {
+			param("h", escapeKey(h.Name)+":"+escapeKey(h.Value))
+		}
+		if c.BodyMatch != "" {
+			param("body", escapeKey(c.BodyMatch))
+		}
+	case CheckDNS:
+		param("name", escapeKey(c.QName))
+		param("qtype", dns.TypeToString[c.QType])
+		param("rcode", dns.RcodeToString[c.RCode])
+		if c.Answer != "" {
+			param("answer", escapeKey(c.Answer))
+		}
 	}
 	param("i", c.Interval.String())
 	param("t", c.Timeout.String())

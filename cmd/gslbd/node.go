@@ -19,6 +19,7 @@ import (
 	"gslbd/admin"
 	"gslbd/cluster"
 	"gslbd/dnsserver"
+	"gslbd/dnsserver/dnstap"
 	"gslbd/healthmon"
 	"gslbd/zones"
 	"gslbd/zones/config"
@@ -32,10 +33,16 @@ type node struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 
-	mesh  *cluster.Mesh
-	mon   *healthmon.Monitor // nil when health.probe = false
-	dns   *dnsserver.Server  // nil when dns.listen = []
-	admin *admin.Server      // nil when admin.listen = ""
+	mesh *cluster.Mesh
+	mon  *healthmon.Monitor // nil when health.probe = false
+	feed *healthmon.Feed    // external health; nil when health.probe = false
+	dns  *dnsserver.Server  // nil when dns.listen = []
+	tap  *dnstap.Sink       // nil without [dnstap] (or without DNS)
+	// stopTap ends the dnstap writer after DNS has stopped, so it writes
+	// every exchange answered; tapDone closes when it has finished.
+	stopTap context.CancelFunc
+	tapDone chan struct{}
+	admin   *admin.Server // nil when admin.listen = ""
 
 	mu   sync.Mutex // serialises swapping the snapshot and publishing views
 	snap *zones.Snapshot
@@ -114,6 +121,26 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 			Registerer: n.reg,
 			Report:     func(r healthmon.Report) { n.mesh.SetLocal(r.Key, r.Up, r.Reason) },
 		})
+		n.feed = healthmon.NewFeed(healthmon.FeedOptions{
+			File:       cfg.Health.ExternalFile,
+			Monitor:    n.mon,
+			Logger:     log,
+			Registerer: n.reg,
+		})
+	}
+	if len(cfg.DNS.Listen) > 0 && cfg.Dnstap.Enabled() {
+		v := cfg.Dnstap.Version
+		if v == "" {
+			v = "gslbd " + version
+		}
+		n.tap, err = dnstap.New(dnstap.Config{
+			File: cfg.Dnstap.File, Socket: cfg.Dnstap.Socket,
+			Identity: cfg.Dnstap.Identity, Version: v,
+			Queries: cfg.Dnstap.Queries, Responses: cfg.Dnstap.Responses,
+		}, log, n.reg)
+		if err != nil {
+			return nil, err
+		}
 	}
 	if len(cfg.DNS.Listen) > 0 {
 		n.dns = dnsserver.New(dnsserver.Config{
@@ -124,6 +151,7 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 			MaxTCPConnsPerSource: cfg.DNS.MaxTCPConnsPerSource,
 			QueryLogSample:       querySample(cfg.Log),
 			RRL:                  rrlConfig(cfg.DNS.RRL),
+			Tap:                  n.tap,
 		}, log, n.reg)
 		if sec.cookie != nil {
 			n.dns.SetCookieSecret(*sec.cookie)
@@ -150,6 +178,7 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 		}
 		if n.mon != nil {
 			opts.Monitor = monitorAdapter{n.mon}
+			opts.External = externalAdapter{n.feed}
 		}
 		if n.dns != nil {
 			opts.Explainer = n.dns
@@ -210,6 +239,7 @@ func (n *node) applyTargets() {
 	n.mesh.SetTargets(intervals)
 	if n.mon != nil {
 		n.mon.Update(n.snap.Targets)
+		n.feed.SetSnapshot(n.snap)
 	}
 }
 
@@ -292,6 +322,22 @@ func (n *node) run(ctx context.Context, hup <-chan os.Signal) error {
 				n.log.Error("health monitor stopped", "err", err)
 			}
 		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.feed.Run(monCtx)
+		}()
+	}
+	if n.tap != nil {
+		var tapCtx context.Context
+		tapCtx, n.stopTap = context.WithCancel(context.Background())
+		n.tapDone = make(chan struct{})
+		go func() {
+			defer close(n.tapDone)
+			if err := n.tap.Run(tapCtx); err != nil {
+				n.log.Error("dnstap stopped", "err", err)
+			}
+		}()
 	}
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	defer stopSrv()
@@ -359,6 +405,9 @@ func (n *node) reloader(ctx context.Context) {
 			return
 		case <-n.reloads:
 			n.log.Info("SIGHUP: reloading")
+			if n.tap != nil {
+				n.tap.Reopen() // a new dnstap file if logrotate moved the old one
+			}
 			if n.admin != nil {
 				_ = n.admin.Reload(ctx) // also keeps the reload metrics and status
 			} else {
@@ -397,6 +446,14 @@ func (n *node) shutdown(stopMon context.CancelFunc, wg *sync.WaitGroup) {
 	if n.dns != nil {
 		if err := n.dns.Shutdown(ctx); err != nil {
 			n.log.Warn("shutdown dns", "err", err)
+		}
+	}
+	if n.stopTap != nil {
+		n.stopTap()
+		select {
+		case <-n.tapDone:
+		case <-ctx.Done():
+			n.log.Warn("dnstap did not finish its output in time")
 		}
 	}
 	step("dns stopped")

@@ -15,6 +15,7 @@ type NodeConfig struct {
 	Cluster ClusterSection
 	Admin   AdminSection
 	Log     LogSection
+	Dnstap  DnstapSection
 
 	// display is Path as shown in errors; pos the places of its keys, so
 	// that Load can point at geo.city_db or zones.dir when they fail.
@@ -78,6 +79,9 @@ type DirSection struct {
 
 type HealthSection struct {
 	Probe bool // default true
+	// ExternalFile is the watched external health file (resolved to an
+	// absolute path); "" for none. It need not exist yet.
+	ExternalFile string
 }
 
 type ClusterSection struct {
@@ -108,3 +112,16 @@ type LogSection struct {
 	Queries    bool
 	SampleRate float64 // share of queries logged, 0..1; default 0.01
 }
+
+// DnstapSection is [dnstap]: off unless File or Socket is set.
+type DnstapSection struct {
+	File      string // Frame Streams file, resolved to an absolute path
+	Socket    string // "unix:PATH" (path resolved) or "tcp:HOST:PORT"
+	Identity  string // default: the node name
+	Version   string // "" = gslbd and its version (filled in by the server)
+	Queries   bool   // default true
+	Responses bool   // default true
+}
+
+// Enabled reports whether dnstap output is configured.
+func (d DnstapSection) Enabled() bool { return d.File != "" || d.Socket != "" }
