@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -487,5 +488,30 @@ func TestDelvValidates(t *testing.T) {
 				t.Errorf("delv validated with a foreign trust anchor:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestExplainSigned: explain of a signed zone names its keys and what
+// each does, through the one resolver.
+func TestExplainSigned(t *testing.T) {
+	keys := signedKeys(t, dnssec.ED25519, true)
+	s := New(Config{}, testLogger(t), nil)
+	s.Publish(signView(t, keys))
+	tr, err := s.Explain("www.gslb.example.com.", dns.TypeA, netip.MustParseAddr("10.1.0.5"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := tr.Text()
+	for _, want := range []string{
+		fmt.Sprintf("KSK %d (signs the DNSKEY, CDS and CDNSKEY RRsets)", keys[0].Tag),
+		fmt.Sprintf("ZSK %d (signs the other RRsets)", keys[1].Tag),
+		"without the DO bit",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("explain lacks %q:\n%s", want, text)
+		}
+	}
+	if tr.Rcode != "NOERROR" || len(tr.Records) != 2 {
+		t.Errorf("explain answer %s %v", tr.Rcode, tr.Records)
 	}
 }

@@ -219,6 +219,9 @@ func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones
 		r.sg.now = time.Unix(s.unixNow(), 0) // key timing and signatures count whole seconds
 		r.sg.st = z.keys.At(r.sg.now)
 		r.sg.sign = q.do
+		if tr != nil {
+			traceSigning(tr, z.origin, r.sg.st, q.do)
+		}
 	}
 	rc = r.resolve(s, client)
 	if q.rrl != nil && rc == rcNoError {

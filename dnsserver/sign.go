@@ -2,12 +2,16 @@ package dnsserver
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/miekg/dns"
 
 	"gslbd/dnssec"
+	"gslbd/zones"
 )
 
 // DNSSEC on the query path. A zone with keys is signed online: every
@@ -215,4 +219,28 @@ func (r *resolver) denyDS(s *Server, o owner, cut *node) {
 	w.n += 10 + copy(b[10:], rd)
 	w.ns++
 	w.putSigs(o, sigs, &w.ns)
+}
+
+// traceSigning tells explain which keys of a signed zone are in force
+// and what a query with DO gets.
+func traceSigning(tr *zones.Trace, origin string, st *dnssec.State, do bool) {
+	var keys []string
+	for _, k := range st.Published {
+		what := "published"
+		switch {
+		case slices.Contains(st.KSKs, k) && slices.Contains(st.ZSKs, k):
+			what = "signs everything"
+		case slices.Contains(st.KSKs, k):
+			what = "signs the DNSKEY, CDS and CDNSKEY RRsets"
+		case slices.Contains(st.ZSKs, k):
+			what = "signs the other RRsets"
+		}
+		keys = append(keys, fmt.Sprintf("%s %d (%s)", k.Role(), k.Tag, what))
+	}
+	tr.Notef("zone %s is signed: keys %s", origin, strings.Join(keys, ", "))
+	if do {
+		tr.Notef("the query has DO: every RRset goes out with its RRSIGs, and a missing name or type gets compact denial (one NSEC at the name, RFC 9824)")
+	} else {
+		tr.Notef("without the DO bit the answer carries no signatures; resolvers that validate set DO and get RRSIGs and compact denial (RFC 9824)")
+	}
 }
