@@ -201,7 +201,7 @@ func TestDrain(t *testing.T) {
 		t.Errorf("address drain: site %+v addr %+v", site, a)
 	}
 
-	f.mesh.failErr = errors.New("gossip queue full")
+	f.mesh.FailDrains(errors.New("gossip queue full"))
 	code, _, body = call(t, "POST", url, testToken, `{"pool":"web","site":"iad"}`)
 	if code != 500 || !strings.Contains(body, "gossip queue full") {
 		t.Errorf("failing mesh = %d %s, want 500 with the cause", code, body)

@@ -14,7 +14,7 @@ import (
 	"gslbd/zones"
 )
 
-// Status is the answer to GET /api/v1/status (SPEC §8) and what the status
+// Status is the answer to GET /api/v1/status (docs/operations.md, Admin API) and what the status
 // page and `gslbd status` show.
 type Status struct {
 	Node      string    `json:"node"`
@@ -79,12 +79,12 @@ type SiteStatus struct {
 // drained, and every monitor's vote.
 type AddressStatus struct {
 	Address netip.Addr `json:"address"`
-	// Verdict is the mesh verdict, "up" or "down" (SPEC §6), whatever the
+	// Verdict is the mesh verdict, "up" or "down" (README, Health checks and the mesh), whatever the
 	// drains say.
 	Verdict string `json:"verdict"`
 	Drained bool   `json:"drained"`
 	// Eligible is whether the address can be in an answer now: up and not
-	// drained (SPEC §5.2).
+	// drained (README, How an answer is chosen).
 	Eligible bool `json:"eligible"`
 	// Votes maps each monitor with a fresh report to "up" or "down".
 	Votes map[string]string `json:"votes"`

@@ -1,5 +1,5 @@
 // Package healthmon probes every distinct (address, check) pair of the
-// loaded pools — SPEC §6 — and keeps a rise/fall state for each.
+// loaded pools — and keeps a rise/fall state for each.
 //
 // A Monitor has one schedule per target key, kept in a min-heap that a
 // single scheduler goroutine walks, and a bounded pool of probe workers
@@ -7,7 +7,7 @@
 // targets therefore cost a heap entry each, not a goroutine each, and a
 // probe never outlives its deadline.
 //
-// State semantics: a new target is assumed up (SPEC §6: before any report
+// State semantics: a new target is assumed up (before any report
 // exists an address is up), so a restart or a reload never empties an
 // answer while the first probes are out. The first decision is made by the
 // first success (confirming "up") or by `fall` consecutive failures
@@ -43,13 +43,6 @@ import (
 // together; the bound keeps a backlog of hung backends from turning into an
 // unbounded number of sockets and goroutines.
 const DefaultWorkers = 256
-
-// Defaults applied when a Check arrives without them (the loader normally
-// fills them in; SPEC §4 gives the same values).
-const (
-	defaultInterval = 5 * time.Second
-	defaultTimeout  = 2 * time.Second
-)
 
 // Options configures a Monitor. Zero values are usable except Node and
 // Version, which only show up in the User-Agent.
@@ -433,7 +426,7 @@ func (m *Monitor) requeue(e *entry, next time.Time) {
 func (m *Monitor) run(ctx context.Context, t zones.Target) result {
 	timeout := t.Check.Timeout
 	if timeout <= 0 {
-		timeout = defaultTimeout
+		timeout = zones.DefaultCheckTimeout
 	}
 	// The clock starts before the deadline is set, so a probe that timed
 	// out never reports less than its timeout.
@@ -560,7 +553,7 @@ func (m *Monitor) States() []State {
 
 func interval(c zones.Check) time.Duration {
 	if c.Interval <= 0 {
-		return defaultInterval
+		return zones.DefaultCheckInterval
 	}
 	return c.Interval
 }

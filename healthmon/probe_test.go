@@ -16,32 +16,20 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"gslbd/internal/leakcheck"
 	"gslbd/zones"
 )
 
 // checkLeaks fails the test when goroutines started during it are still
 // running once its other cleanups (servers, monitors) ran. Register it
 // first: cleanups run last-registered first.
-func checkLeaks(t *testing.T) {
-	base := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > base {
-			buf := make([]byte, 1<<20)
-			t.Errorf("%d goroutines before the test, %d after:\n%s", base, n, buf[:runtime.Stack(buf, true)])
-		}
-	})
-}
+func checkLeaks(t *testing.T) { leakcheck.Check(t) }
 
 // listen opens a TCP listener on ip, port 0; distinct 127.0.0.x
 // addresses keep the tests' backends apart.

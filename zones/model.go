@@ -87,11 +87,14 @@ type Name struct {
 	Owner string // lower-case, fully qualified
 	// RRs are the static records in presentation order, TTLs resolved.
 	RRs []dns.RR
+	// Lines[i] is the line of RRs[i] in the zone file, for errors found
+	// after loading (a record the DNS server cannot pack); 0 when unknown.
+	Lines []int
 	// Pool, when set, answers A and AAAA at this name.
 	Pool *Pool
 }
 
-// Policy orders the sites of a pool (SPEC §5.3).
+// Policy orders the sites of a pool (README, How an answer is chosen).
 type Policy uint8
 
 const (
@@ -101,7 +104,7 @@ const (
 )
 
 // Affinity says whether random and rotating choices are replaced by a hash
-// of the client network (SPEC §5.5).
+// of the client network (README, How an answer is chosen).
 type Affinity uint8
 
 const (
@@ -109,7 +112,7 @@ const (
 	AffinityClientSubnet
 )
 
-// AllDown is what a pool answers when no address is eligible (SPEC §5.6).
+// AllDown is what a pool answers when no address is eligible (README, How an answer is chosen).
 type AllDown uint8
 
 const (

@@ -44,9 +44,26 @@ type node struct {
 	tapDone chan struct{}
 	admin   *admin.Server // nil when admin.listen = ""
 
-	mu   sync.Mutex // serialises reload and publish
+	mu   sync.Mutex // serialises swapping the snapshot and publishing views
 	snap *zones.Snapshot
 	view atomic.Pointer[zones.View]
+
+	// loader keeps the geo database between reloads while its file is
+	// unchanged. reloadMu serialises reloads (SIGHUP and the admin API);
+	// they load and compile to the side and take mu only to swap.
+	loader   *config.Loader
+	reloadMu sync.Mutex
+	// reloads asks the reloader for one more reload; its buffer of one
+	// coalesces the SIGHUPs that arrive while a reload runs.
+	reloads chan struct{}
+
+	// ready is closed once every listener is bound (tests wait on it);
+	// shutdownStep, when set (tests), is called after each shutdown step.
+	ready        chan struct{}
+	shutdownStep func(step string)
+	// reloadHook, when set (tests), runs in every reload after the load
+	// and before the swap.
+	reloadHook func()
 }
 
 func newNode(path string, log *slog.Logger) (*node, error) {
@@ -54,14 +71,16 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap, err := config.Load(cfg)
+	loader := new(config.Loader)
+	snap, err := loader.Load(cfg)
 	if err != nil {
 		return nil, err
 	}
 	for _, w := range snap.Warnings {
 		log.Warn("config", "warning", w)
 	}
-	n := &node{path: path, log: log, reg: prometheus.NewRegistry(), snap: snap}
+	n := &node{path: path, log: log, reg: prometheus.NewRegistry(), snap: snap, loader: loader,
+		reloads: make(chan struct{}, 1), ready: make(chan struct{})}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	warnReadable(log, cfg)
 	sec, err := readSecrets(cfg)
@@ -138,6 +157,9 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 			n.dns.SetCookieSecret(*sec.cookie)
 		}
 	}
+	if err := n.compile(snap); err != nil {
+		return nil, err
+	}
 	if cfg.Admin.Listen != "" {
 		opts := admin.Options{
 			Listen:      cfg.Admin.Listen,
@@ -157,6 +179,9 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 		if n.mon != nil {
 			opts.Monitor = monitorAdapter{n.mon}
 			opts.External = externalAdapter{n.feed}
+		}
+		if n.dns != nil {
+			opts.Explainer = n.dns
 		}
 		n.admin = admin.New(opts)
 	}
@@ -218,14 +243,33 @@ func (n *node) applyTargets() {
 	}
 }
 
-// reload re-reads every file and swaps the new snapshot in only when all of
-// it is valid (SPEC §9).
+// compile builds the DNS wire table of snap ahead of the swap, so that a
+// record that cannot be packed fails the load with its file and line.
+func (n *node) compile(snap *zones.Snapshot) error {
+	if n.dns != nil {
+		return n.dns.Compile(snap)
+	}
+	return dnsserver.Check(snap)
+}
+
+// reload re-reads every file, compiles the DNS table, and swaps the new
+// snapshot in only when all of it is valid; a failed reload changes
+// nothing. The loading and compiling run without n.mu, so verdict changes
+// keep reaching answers while a large reload runs.
 func (n *node) reload(ctx context.Context) error {
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
 	start := time.Now()
 	cfg, err := config.LoadNodeConfig(n.path)
 	var snap *zones.Snapshot
 	if err == nil {
-		snap, err = config.Load(cfg)
+		snap, err = n.loader.Load(cfg)
+	}
+	if err == nil {
+		err = n.compile(snap)
+	}
+	if n.reloadHook != nil {
+		n.reloadHook()
 	}
 	if err != nil {
 		n.log.Error("reload failed; keeping the running configuration", "errors", strings.Count(err.Error(), "\n")+1)
@@ -250,12 +294,15 @@ func (n *node) reload(ctx context.Context) error {
 }
 
 // run starts everything, serves until ctx ends, then shuts down in order:
-// stop probing, leave the mesh, stop DNS, stop admin.
+// stop probing, leave the mesh, stop DNS, stop admin. DNS and admin are
+// started with a context of their own, not ctx, so that they keep serving
+// while the mesh is left: peers learn of the leave while this node still
+// answers, and the resolvers that still ask it get answers.
 func (n *node) run(ctx context.Context, hup <-chan os.Signal) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// Join and merge the peers' state before DNS opens (SPEC §6).
+	// Join and merge the peers' state before DNS opens (README, Health checks and the mesh).
 	if err := n.mesh.Start(ctx); err != nil {
 		return fmt.Errorf("start mesh: %w", err)
 	}
@@ -292,26 +339,38 @@ func (n *node) run(ctx context.Context, hup <-chan os.Signal) error {
 			}
 		}()
 	}
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	defer stopSrv()
 	var startErr error
 	if n.dns != nil {
-		if err := n.dns.Start(ctx); err != nil {
+		if err := n.dns.Start(srvCtx); err != nil {
 			startErr = fmt.Errorf("start dns: %w", err)
 		}
 	}
 	if startErr == nil && n.admin != nil {
-		if err := n.admin.Start(ctx); err != nil {
+		if err := n.admin.Start(srvCtx); err != nil {
 			startErr = fmt.Errorf("start admin: %w", err)
 		}
 	}
 	if startErr == nil {
 		n.log.Info("serving", "config", n.path, "zones", len(n.snap.Zones), "pools", len(n.snap.PoolList), "targets", len(n.snap.Targets))
+		var rwg sync.WaitGroup
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			n.reloader(ctx)
+		}()
+		close(n.ready)
 		n.loop(ctx, hup)
+		rwg.Wait() // a reload in progress finishes (or fails) first
 	}
 	n.shutdown(stopMon, &wg)
 	return startErr
 }
 
-// loop republishes on every verdict or drain change and reloads on SIGHUP.
+// loop republishes on every verdict or drain change. SIGHUP only asks the
+// reloader: a reload reads files (a City database takes seconds) and must
+// not hold verdict changes back from the answers.
 func (n *node) loop(ctx context.Context, hup <-chan os.Signal) {
 	changes := n.mesh.Changes()
 	for {
@@ -323,6 +382,28 @@ func (n *node) loop(ctx context.Context, hup <-chan os.Signal) {
 			n.publish()
 			n.mu.Unlock()
 		case <-hup:
+			n.requestReload()
+		}
+	}
+}
+
+// requestReload asks for a reload without waiting. Requests that arrive
+// while one is pending are one request: the reload that runs next reads
+// the files as they are then.
+func (n *node) requestReload() {
+	select {
+	case n.reloads <- struct{}{}:
+	default:
+	}
+}
+
+// reloader runs the requested reloads one after another until ctx ends.
+func (n *node) reloader(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.reloads:
 			n.log.Info("SIGHUP: reloading")
 			if n.tap != nil {
 				n.tap.Reopen() // a new dnstap file if logrotate moved the old one
@@ -345,15 +426,23 @@ func (n *node) shutdown(stopMon context.CancelFunc, wg *sync.WaitGroup) {
 	defer watchdog.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	step := func(name string) {
+		n.log.Info("shutdown: " + name)
+		if n.shutdownStep != nil {
+			n.shutdownStep(name)
+		}
+	}
 
 	stopMon()
 	wg.Wait()
+	step("probes stopped")
 	if err := n.mesh.Leave(2 * time.Second); err != nil {
 		n.log.Warn("leave mesh", "err", err)
 	}
 	if err := n.mesh.Shutdown(); err != nil {
 		n.log.Warn("shutdown mesh", "err", err)
 	}
+	step("mesh left")
 	if n.dns != nil {
 		if err := n.dns.Shutdown(ctx); err != nil {
 			n.log.Warn("shutdown dns", "err", err)
@@ -367,11 +456,13 @@ func (n *node) shutdown(stopMon context.CancelFunc, wg *sync.WaitGroup) {
 			n.log.Warn("dnstap did not finish its output in time")
 		}
 	}
+	step("dns stopped")
 	if n.admin != nil {
 		if err := n.admin.Shutdown(ctx); err != nil {
 			n.log.Warn("shutdown admin", "err", err)
 		}
 	}
+	step("admin stopped")
 }
 
 // formatVotes renders monitor votes as "ns1=up ns2=down", sorted by name.

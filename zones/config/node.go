@@ -1,20 +1,20 @@
 package config
 
-// NodeConfig is gslbd.toml (SPEC §2), decoded strictly, defaults applied,
+// NodeConfig is gslbd.toml (docs/configuration.md), decoded strictly, defaults applied,
 // relative paths resolved against the file's directory.
 type NodeConfig struct {
-	Path string `toml:"-"` // the file it was read from
-	Dir  string `toml:"-"` // its directory
+	Path string // the file it was read from
+	Dir  string // its directory
 
-	Node    NodeSection    `toml:"node"`
-	DNS     DNSSection     `toml:"dns"`
-	Geo     GeoSection     `toml:"geo"`
-	Zones   DirSection     `toml:"zones"`
-	Pools   DirSection     `toml:"pools"`
-	Health  HealthSection  `toml:"health"`
-	Cluster ClusterSection `toml:"cluster"`
-	Admin   AdminSection   `toml:"admin"`
-	Log     LogSection     `toml:"log"`
+	Node    NodeSection
+	DNS     DNSSection
+	Geo     GeoSection
+	Zones   DirSection
+	Pools   DirSection
+	Health  HealthSection
+	Cluster ClusterSection
+	Admin   AdminSection
+	Log     LogSection
 	Dnstap  DnstapSection
 
 	// display is Path as shown in errors; pos the places of its keys, so
@@ -24,14 +24,14 @@ type NodeConfig struct {
 }
 
 type NodeSection struct {
-	Name string `toml:"name"` // default: the host name
+	Name string // default: the host name
 }
 
 type DNSSection struct {
-	Listen         []string `toml:"listen"`           // default ["127.0.0.1:5353"]; [] = no DNS
-	UDPSize        uint16   `toml:"udp_size"`         // default 1232
-	TCPIdleTimeout Duration `toml:"tcp_idle_timeout"` // default 10s
-	MaxTCPConns    int      `toml:"max_tcp_conns"`    // default 1000
+	Listen         []string // default ["127.0.0.1:5353"]; [] = no DNS
+	UDPSize        uint16   // default 1232
+	TCPIdleTimeout Duration // default 10s
+	MaxTCPConns    int      // default 1000
 	// MaxTCPConnsPerSource caps the connections of one IPv4 address or
 	// IPv6 /64; default max_tcp_conns / 10.
 	MaxTCPConnsPerSource int
@@ -59,44 +59,44 @@ type CookiesSection struct {
 }
 
 type GeoSection struct {
-	CityDB   string       `toml:"city_db"` // resolved to an absolute path; "" = none
-	Networks []GeoNetwork `toml:"networks"`
+	CityDB   string // resolved to an absolute path; "" = none
+	Networks []GeoNetwork
 }
 
 type GeoNetwork struct {
-	CIDR      string   `toml:"cidr"`
-	Country   string   `toml:"country"`
-	Continent string   `toml:"continent"`
-	Lat       *float64 `toml:"lat"`
-	Lon       *float64 `toml:"lon"`
+	CIDR      string
+	Country   string
+	Continent string
+	Lat       *float64
+	Lon       *float64
 }
 
 type DirSection struct {
-	Dir string `toml:"dir"` // resolved to an absolute path
+	Dir string // resolved to an absolute path
 
 	explicit bool // the key was given (a missing default directory is no error)
 }
 
 type HealthSection struct {
-	Probe bool `toml:"probe"` // default true
+	Probe bool // default true
 	// ExternalFile is the watched external health file (resolved to an
 	// absolute path); "" for none. It need not exist yet.
 	ExternalFile string
 }
 
 type ClusterSection struct {
-	Bind       string   `toml:"bind"`      // default "127.0.0.1:7946"
-	Advertise  string   `toml:"advertise"` // default: bind
-	Join       []string `toml:"join"`
-	Profile    string   `toml:"profile"`     // lan | wan | local; default "wan"
-	SecretFile string   `toml:"secret_file"` // resolved to an absolute path
+	Bind       string // default "127.0.0.1:7946"
+	Advertise  string // default: bind
+	Join       []string
+	Profile    string // lan | wan | local; default "wan"
+	SecretFile string // resolved to an absolute path
 	// Label isolates clusters that share a network (memberlist Label).
-	Label string `toml:"label"`
+	Label string
 }
 
 type AdminSection struct {
-	Listen    string `toml:"listen"`     // default "127.0.0.1:8053"; "" disables
-	TokenFile string `toml:"token_file"` // resolved to an absolute path
+	Listen    string // default "127.0.0.1:8053"; "" disables
+	TokenFile string // resolved to an absolute path
 	// CertFile and KeyFile turn on TLS; both or neither.
 	CertFile string
 	KeyFile  string
@@ -109,8 +109,8 @@ type AdminSection struct {
 
 // LogSection configures the optional sampled query log.
 type LogSection struct {
-	Queries    bool    `toml:"queries"`
-	SampleRate float64 `toml:"sample_rate"` // share of queries logged, 0..1; default 0.01
+	Queries    bool
+	SampleRate float64 // share of queries logged, 0..1; default 0.01
 }
 
 // DnstapSection is [dnstap]: off unless File or Socket is set.

@@ -10,15 +10,16 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
+
+	"gslbd/zones"
 )
 
-// Defaults of gslbd.toml (SPEC §2).
+// Defaults of gslbd.toml (docs/configuration.md).
 const (
 	DefaultDNSListen      = "127.0.0.1:5353"
-	DefaultUDPSize        = 1232
-	DefaultTCPIdleTimeout = 10 * time.Second
-	DefaultMaxTCPConns    = 1000
+	DefaultUDPSize        = zones.DefaultUDPSize
+	DefaultTCPIdleTimeout = zones.DefaultTCPIdleTimeout
+	DefaultMaxTCPConns    = zones.DefaultMaxTCPConns
 	DefaultRRLWindow      = 15
 	DefaultRRLSlip        = 2
 	DefaultRRLIPv4Prefix  = 24
@@ -35,7 +36,7 @@ const (
 var continents = []string{"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
 
 // LoadNodeConfig reads gslbd.toml strictly (unknown keys are errors),
-// applies the SPEC §2 defaults, resolves relative paths against the file's
+// applies the defaults (docs/configuration.md), resolves relative paths against the file's
 // directory and validates every value. All problems are returned at once,
 // joined, each an *Error with the place of the offending key.
 func LoadNodeConfig(path string) (*NodeConfig, error) {

@@ -12,13 +12,13 @@ import (
 	"gslbd/zones"
 )
 
-// Defaults of pool files (SPEC §4).
+// Defaults of pool files (docs/configuration.md).
 const (
 	DefaultAnswers       = 2
 	DefaultPoolTTL       = 30
 	DefaultWeight        = 100
-	DefaultCheckInterval = 5 * time.Second
-	DefaultCheckTimeout  = 2 * time.Second
+	DefaultCheckInterval = zones.DefaultCheckInterval
+	DefaultCheckTimeout  = zones.DefaultCheckTimeout
 	DefaultCheckRise     = 2
 	DefaultCheckFall     = 3
 	DefaultCheckPath     = "/"
