@@ -195,15 +195,18 @@ func TestFirstDecisionDown(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- m.Run(ctx) }()
 
-		time.Sleep(2 * time.Second)
+		// Probes come at a random offset below the interval, then every
+		// interval ±10%: the third failure is 1.8 s after the first at
+		// the earliest, so at 1.75 s there are one or two, never three.
+		time.Sleep(1750 * time.Millisecond)
 		synctest.Wait()
 		if got := reps.get(); len(got) != 0 {
-			t.Errorf("reports after 2 failures = %+v, want none", got)
+			t.Errorf("reports before the third failure = %+v, want none", got)
 		}
 		if st := m.States()[0]; !st.Up || st.Decided || st.Failures == 0 {
 			t.Errorf("undecided state = %+v, want assumed up with failures counted", st)
 		}
-		time.Sleep(2 * time.Second)
+		time.Sleep(2500 * time.Millisecond)
 		synctest.Wait()
 		if got := reps.get(); len(got) != 1 || got[0].Up || got[0].Reason != "refused" {
 			t.Errorf("reports = %+v, want one down", got)

@@ -54,7 +54,16 @@ func (a monitorAdapter) Probes() map[string]admin.ProbeState {
 		if s.Up && s.Decided {
 			reason = "ok"
 		}
-		out[s.Key] = admin.ProbeState{Up: s.Up, Reason: reason, Latency: s.Latency, At: s.LastProbe}
+		up := s.Up
+		// While the external feed overrides a target, this node's vote
+		// is the override's: show it and its reason, not the probe's.
+		if o, ok := a.m.Overridden(s.Key); ok {
+			up, reason = o.Up, o.Reason
+			if o.Up {
+				reason = "external: up"
+			}
+		}
+		out[s.Key] = admin.ProbeState{Up: up, Reason: reason, Latency: s.Latency, At: s.LastProbe}
 	}
 	return out
 }

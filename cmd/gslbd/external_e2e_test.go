@@ -84,6 +84,9 @@ func TestExternalHealthQuorum(t *testing.T) {
 			t.Fatal("one down vote of two took the address out")
 		}
 	}
+	if _, st := call(t, "GET", a.Admin+"/api/v1/status", ""); !strings.Contains(st, `"reason": "external (api): deploy 4711"`) {
+		t.Errorf("a's status does not give the external reason for its vote:\n%s", st)
+	}
 	code, body = call(t, "GET", a.Admin+"/api/v1/external", "")
 	if code != 200 || !strings.Contains(body, `"address": "192.0.2.10"`) || !strings.Contains(body, `"reason": "deploy 4711"`) || !strings.Contains(body, `"source": "api"`) {
 		t.Errorf("GET external: %d %s", code, body)

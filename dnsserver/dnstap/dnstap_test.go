@@ -515,3 +515,66 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeMatchesLibrary: the hand-written encoding decodes, with the
+// golang-dnstap types, to exactly the message those types describe for
+// the same exchange, for both message types, both families and both
+// transports.
+func TestEncodeMatchesLibrary(t *testing.T) {
+	q, r := exchange(t, "www.gslb.test.", 7)
+	var e encoder
+	e.init(Config{Identity: "ns1", Version: "gslbd test"})
+	now := time.Now().UnixNano()
+	for _, tc := range []struct {
+		client, server netip.AddrPort
+		tcp            bool
+	}{
+		{client4, server4, false},
+		{client6, server6, true},
+		{client4, netip.MustParseAddrPort("[::]:53"), false}, // wildcard bind of the other family
+	} {
+		sl := &slot{q: q, r: r, client: tc.client, server: tc.server, tcp: tc.tcp, qt: now, rt: now + 12345}
+		for _, query := range []bool{true, false} {
+			var got pb.Dnstap
+			if err := proto.Unmarshal(e.encode(sl, query), &got); err != nil {
+				t.Fatal(err)
+			}
+			want := libraryMessage(sl, query)
+			if !proto.Equal(&got, want) {
+				t.Errorf("%v query=%v:\n got %v\nwant %v", tc, query, &got, want)
+			}
+		}
+	}
+}
+
+// libraryMessage is the dnstap message for sl built with the golang-dnstap
+// types, field by field from the dnstap specification.
+func libraryMessage(sl *slot, query bool) *pb.Dnstap {
+	typ := pb.Dnstap_MESSAGE
+	mt := pb.Message_AUTH_RESPONSE
+	if query {
+		mt = pb.Message_AUTH_QUERY
+	}
+	fam, sp := pb.SocketFamily_INET, pb.SocketProtocol_UDP
+	ca, sa := sl.client.Addr().AsSlice(), sl.server.Addr().AsSlice()
+	if sl.client.Addr().Is6() {
+		fam = pb.SocketFamily_INET6
+	}
+	if len(sa) != len(ca) {
+		sa = nil
+	}
+	if sl.tcp {
+		sp = pb.SocketProtocol_TCP
+	}
+	qp, rp := uint32(sl.client.Port()), uint32(sl.server.Port())
+	qs, qn := uint64(sl.qt/1e9), uint32(sl.qt%1e9)
+	m := &pb.Message{Type: &mt, SocketFamily: &fam, SocketProtocol: &sp, QueryAddress: ca, ResponseAddress: sa,
+		QueryPort: &qp, ResponsePort: &rp, QueryTimeSec: &qs, QueryTimeNsec: &qn}
+	if query {
+		m.QueryMessage = sl.q
+	} else {
+		rs, rn := uint64(sl.rt/1e9), uint32(sl.rt%1e9)
+		m.ResponseTimeSec, m.ResponseTimeNsec, m.ResponseMessage = &rs, &rn, sl.r
+	}
+	return &pb.Dnstap{Identity: []byte("ns1"), Version: []byte("gslbd test"), Type: &typ, Message: m}
+}

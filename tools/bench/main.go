@@ -131,7 +131,8 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 	defer bk.stopAll()
 
 	skip := parseSkip(o.skip)
-	if !skip["perf"] || !skip["latency"] || !skip["scope"] {
+	throughputPhases := !skip["perf"] || !skip["latency"] || !skip["dnssec"] || !skip["dnstap"]
+	if throughputPhases || !skip["scope"] {
 		log.Info("sampling client networks", "db", db)
 		nets, err := sampleNetworks(db, max(o.lines, o.scopeNets)*2, 1)
 		if err != nil {
@@ -153,7 +154,7 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 				return err
 			}
 		}
-		if !skip["perf"] || !skip["latency"] {
+		if throughputPhases {
 			qfile := filepath.Join(work, "queries.bin")
 			rep.mix, err = writeQueryFile(qfile, nets, o.lines, false)
 			if err != nil {
