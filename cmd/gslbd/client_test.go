@@ -391,14 +391,10 @@ func TestCLIExplain(t *testing.T) {
 	}
 }
 
-// TestCLIAgainstNode runs the client commands against a real `gslbd serve`
-// process: its mesh, its monitor, its admin API.
+// TestCLIAgainstNode runs the client commands against a real node (run
+// in-process on port 0): its mesh, its monitor, its admin API.
 func TestCLIAgainstNode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a gslbd process")
-	}
-	n := e2eNode(t, "clinode", nil)
-	n.Start()
+	n := e2eInproc(t, "clinode")
 
 	code, out, errOut := cliRun("status", "-admin", n.Admin)
 	if code != 0 {
@@ -432,7 +428,7 @@ func TestCLIAgainstNode(t *testing.T) {
 
 	// Same trace through the node and from its files, for a name whose
 	// answer does not rotate (one address per site, answers = 1).
-	cfg := filepath.Join(n.Dir, "gslbd.toml")
+	cfg := filepath.Join(n.dir, "gslbd.toml")
 	args := []string{"www.gslb.test", "AAAA", "-client", "127.0.2.9", "-json"}
 	_, viaNode, _ := cliRun(append([]string{"explain", "-admin", n.Admin}, args...)...)
 	_, viaFiles, _ := cliRun(append([]string{"explain", "-config", cfg}, args...)...)
@@ -441,16 +437,15 @@ func TestCLIAgainstNode(t *testing.T) {
 	}
 }
 
-// TestStatusPageOnNode loads the status page of a real `gslbd serve` in
-// headless Chromium and checks the DOM after the scripts ran: every site
+// TestStatusPageOnNode loads the status page of a real node (in-process)
+// in headless Chromium and checks the DOM after the scripts ran: every site
 // with its state, every address with its verdict, the node as a member.
 func TestStatusPageOnNode(t *testing.T) {
 	const chromium = "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {
 		t.Fatalf("headless Chromium is required for the status page test and is missing at %s (apt-get install chromium): %v", chromium, err)
 	}
-	n := e2eNode(t, "pagenode", nil)
-	n.Start()
+	n := e2eInproc(t, "pagenode")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

@@ -41,7 +41,7 @@ func bigCityDB(t testing.TB, path string, n int) {
 		}
 	}
 	for i := range n {
-		ip := net.IPv4(byte(10+i>>16), byte(i>>8), byte(i), 0)
+		ip := net.IPv4(byte(10+i>>16), byte(i>>8), byte(i), 0).To4()
 		if err := w.Insert(&net.IPNet{IP: ip, Mask: net.CIDRMask(24, 32)}, recs[i%len(recs)]); err != nil {
 			t.Fatal(err)
 		}
