@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"net"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -11,16 +10,24 @@ import (
 
 // delegate is the Mesh as memberlist's Delegate. memberlist calls it from
 // its packet and stream goroutines, sometimes while holding its node lock:
-// every method takes only m.mu, briefly, and never calls back into
-// memberlist.
+// NotifyMsg and MergeRemoteState copy their buffer into the inbox and
+// return; LocalState holds m.mu only to copy what it sends. None calls back
+// into memberlist.
 type delegate Mesh
 
 var _ memberlist.Delegate = (*delegate)(nil)
 
-func (d *delegate) NodeMeta(limit int) []byte { return nil }
+// NodeMeta is this node's metadata (see nodeMeta), prepared in advance.
+func (d *delegate) NodeMeta(limit int) []byte {
+	b := *(*Mesh)(d).meta.Load()
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
 
-// NotifyMsg handles a broadcast or a reliable message. buf is only valid
-// during the call; everything kept is decoded into fresh values.
+// NotifyMsg queues a broadcast or a reliable message for the owner. buf is
+// only valid during the call, so it is copied.
 func (d *delegate) NotifyMsg(buf []byte) {
 	m := (*Mesh)(d)
 	m.stats.msgIn.Add(1)
@@ -29,26 +36,12 @@ func (d *delegate) NotifyMsg(buf []byte) {
 		m.stats.drop(dropDecode)
 		return
 	}
-	var err error
-	switch buf[0] {
-	case msgReport:
-		err = m.onReport(buf)
-	case msgDigest:
-		err = m.onDigest(buf)
-	case msgDrain:
-		err = m.onDrain(buf)
-	case msgStateReq:
-		err = m.onStateReq(buf)
-	case msgState:
-		err = m.onState(buf)
-	case msgLeave:
-		err = m.onLeave(buf)
-	default:
-		err = errUnknownType
+	if len(buf) > maxMessageLen {
+		m.stats.drop(dropSize)
+		return
 	}
-	if err != nil {
-		m.stats.dropErr(err)
-		m.log.Debug("dropped gossip message", "type", buf[0], "bytes", len(buf), "err", err)
+	if !m.in.push(inItem{kind: itemMsg, buf: append([]byte(nil), buf...)}, true) {
+		m.stats.drop(dropQueue)
 	}
 }
 
@@ -71,12 +64,17 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return msgs
 }
 
+// LocalState is what this node sends in a push/pull: the entries of the
+// monitors it counts as live and the drains. Dead monitors' entries vote
+// nowhere, so they are not sent.
 func (d *delegate) LocalState(join bool) []byte {
 	m := (*Mesh)(d)
 	m.mu.Lock()
-	f := wireFull{Mons: make([]wireMonitor, 0, len(m.st.monitors))}
-	for mon := range m.st.monitors {
-		f.Mons = append(f.Mons, m.wireMonitor(mon))
+	f := wireFull{Mons: make([]wireMonitor, 0, len(m.live))}
+	for mon := range m.live {
+		if ms := m.st.monitors[mon]; ms != nil && len(ms.entries) > 0 {
+			f.Mons = append(f.Mons, m.wireMonitor(mon))
+		}
 	}
 	for k, v := range m.st.drains {
 		f.D = append(f.D, drainToWire(k, v))
@@ -85,16 +83,21 @@ func (d *delegate) LocalState(join bool) []byte {
 	buf := encode(msgFull, f)
 	m.stats.msgOut.Add(1)
 	m.stats.bytesOut.Add(uint64(len(buf)))
+	m.stats.lastPushPull.Store(uint64(len(buf)))
 	return buf
 }
 
+// MergeRemoteState queues a peer's push/pull state for the owner.
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	m := (*Mesh)(d)
 	m.stats.msgIn.Add(1)
 	m.stats.bytesIn.Add(uint64(len(buf)))
-	if err := m.onFull(buf); err != nil {
-		m.stats.dropErr(err)
-		m.log.Debug("dropped remote state", "bytes", len(buf), "join", join, "err", err)
+	if len(buf) > maxMessageLen {
+		m.stats.drop(dropSize)
+		return
+	}
+	if !m.in.push(inItem{kind: itemFull, buf: append([]byte(nil), buf...), join: join}, true) {
+		m.stats.drop(dropQueue)
 	}
 }
 
@@ -109,183 +112,255 @@ func (m *Mesh) wireMonitor(mon string) wireMonitor {
 	return w
 }
 
+// checkClock rejects a sequence number, tick or drain clock from the
+// future (see maxClockAhead), counting it. The caller holds m.mu.
+func (m *Mesh) checkClock(what, name string, c uint64) bool {
+	if c <= m.clockBound() {
+		return true
+	}
+	m.stats.drop(dropClock)
+	if now := time.Now(); now.Sub(m.clockWarned) > 10*time.Second {
+		m.clockWarned = now
+		m.log.Warn("rejected gossip with a clock ahead of this node's by more than the bound", "what", what, "name", name, "clock", c, "bound", maxClockAhead)
+	}
+	return false
+}
+
 // applyEntry merges one entry and relays it when it was new. Entries in this
 // node's own name are not taken: a peer holds something this node's current
 // incarnation never said (a former incarnation, or a forgery), so the node
-// re-asserts its own entry with a higher sequence number. It reports whether
-// the verdict inputs changed. The caller holds m.mu.
-func (m *Mesh) applyEntry(mon string, w *wireEntry, now time.Time) bool {
+// re-asserts its own entry with a higher sequence number. The caller holds
+// m.mu.
+func (m *Mesh) applyEntry(mon string, w *wireEntry, now time.Time) {
+	if !m.checkClock("report", mon, w.S) {
+		return
+	}
 	e := w.entry()
 	if mon != m.opts.Name {
-		if !m.st.mergeEntry(mon, w.K, e, now) {
-			return false
+		// Only live monitors' reports are kept: those of a member dead or
+		// gone vote nowhere (its own state is fetched when it comes back),
+		// and a name that is not a live member would be state that no
+		// member list bounds, which the relays of one node could hand back
+		// to another after the retention reaped it. memberlist delivers a
+		// member's join before anything merged from the same push/pull.
+		if !m.live[mon] {
+			return
 		}
-		m.queueReport(mon, w.K, e)
-		return true
+		if m.putEntry(mon, w.K, e, now) {
+			m.queueReport(mon, w.K, e)
+		}
+		return
 	}
 	own := m.st.monitor(mon).entries[w.K]
 	if own != nil && !e.beats(own.entry) {
-		return false
+		return
 	}
 	if own == nil && e.Gone {
 		// A tombstone of a former incarnation says what we would say.
-		m.st.mergeEntry(mon, w.K, e, now)
-		return false
+		m.putEntry(mon, w.K, e, now)
+		return
 	}
 	m.seq = max(m.seq, e.Seq)
 	mine := entry{Gone: true, Reason: "not probed by this incarnation"}
 	if own != nil {
 		mine = own.entry
 	}
-	m.setOwn(w.K, mine)
-	return false
+	m.setOwn(w.K, mine, now)
 }
 
-func (m *Mesh) onReport(buf []byte) error {
+func (m *Mesh) prepareReport(buf []byte) (func(time.Time), error) {
 	var r wireReport
 	if err := decodeBody(buf, &r); err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkName("monitor", r.M); err != nil {
-		return err
+		return nil, err
 	}
 	if err := r.E.check(); err != nil {
-		return err
+		return nil, err
 	}
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.applyEntry(r.M, &r.E, now) {
-		m.recompute(now)
-	}
-	return nil
+	return func(now time.Time) { m.applyEntry(r.M, &r.E, now) }, nil
 }
 
-func (m *Mesh) onDigest(buf []byte) error {
+func (m *Mesh) prepareDigest(buf []byte) (func(time.Time), error) {
 	var dg wireDigest
 	if err := decodeBody(buf, &dg); err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkName("monitor", dg.M); err != nil {
-		return err
+		return nil, err
 	}
-	if dg.M == m.opts.Name {
-		return nil
+	return func(now time.Time) { m.applyDigest(&dg, buf, now) }, nil
+}
+
+// applyDigest confirms a monitor's reports when our copy matches its
+// digest and asks it for its state when not. A digest from a monitor this
+// node holds nothing of allocates nothing: it is ignored unless the monitor
+// is a live member with reports to fetch.
+func (m *Mesh) applyDigest(dg *wireDigest, buf []byte, now time.Time) {
+	if !m.checkClock("digest", dg.M, dg.T) || dg.M == m.opts.Name {
+		return
 	}
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	ms := m.st.monitor(dg.M)
+	mi := m.members[dg.M]
+	ms := m.st.monitors[dg.M]
+	if ms == nil {
+		if dg.N > 0 && mi != nil && mi.state == "alive" {
+			m.requestState(dg.M, mi, now)
+		}
+		return
+	}
 	if dg.T <= ms.lastTick {
-		return nil // a relayed copy of a digest we already have
+		return // a relayed copy of a digest we already have
 	}
 	ms.lastTick = dg.T
 	m.queueDigest("d\x00"+dg.M, buf)
 	if n, h := ms.digest(); n == dg.N && h == dg.H {
-		stale := now.Sub(ms.confirmed) > 5*time.Second
-		ms.confirmed = now
-		if stale {
-			// Reports may have come back to life (after a partition).
-			m.recompute(now)
-		}
-		return nil
+		m.confirm(dg.M, ms, now)
+		return
 	}
-	if now.Sub(ms.lastReq) >= time.Second {
-		ms.lastReq = now
-		m.enqueue(job{to: dg.M, msg: encode(msgStateReq, wireStateReq{M: dg.M, F: m.opts.Name})})
+	if mi != nil && mi.state == "alive" {
+		m.requestState(dg.M, mi, now)
 	}
-	return nil
 }
 
-func (m *Mesh) onDrain(buf []byte) error {
+// requestState asks mon for its full state, at most once a second.
+func (m *Mesh) requestState(mon string, mi *memberInfo, now time.Time) {
+	if now.Sub(mi.lastReq) < time.Second {
+		return
+	}
+	mi.lastReq = now
+	m.enqueue(job{to: mon, msg: encode(msgStateReq, wireStateReq{M: mon, F: m.opts.Name})})
+}
+
+func (m *Mesh) prepareDrain(buf []byte) (func(time.Time), error) {
 	var w wireDrain
 	if err := decodeBody(buf, &w); err != nil {
-		return err
+		return nil, err
 	}
 	k, v, err := w.check()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.st.mergeDrain(k, v) {
-		m.queue("x\x00"+k.Pool+"\x00"+k.Site+"\x00"+k.Addr.String(), buf)
-		m.recompute(time.Now())
-	}
-	return nil
+	return func(time.Time) {
+		if v.On && m.now().Sub(clockTime(v.Clock)) > m.opts.Retention {
+			// News older than the retention is stale: its undrain may
+			// already be reaped here, and taking it would bring the drain
+			// back. Drains that old travel in push/pull only.
+			return
+		}
+		if m.applyDrain(k, v) {
+			m.queue("x\x00"+k.Pool+"\x00"+k.Site+"\x00"+k.Addr.String(), buf)
+		}
+	}, nil
 }
 
-func (m *Mesh) onLeave(buf []byte) error {
+// applyDrain merges a peer's drain and says whether it won. A tombstone
+// older than the retention removes what it beats and is not kept. The
+// caller holds m.mu.
+func (m *Mesh) applyDrain(k drainKey, v drainVal) bool {
+	if !m.checkClock("drain", v.Node, v.Clock) {
+		return false
+	}
+	if !v.On && m.now().Sub(clockTime(v.Clock)) > m.opts.Retention {
+		// A tombstone every node has forgotten by now: it still removes
+		// what it beats, but is neither kept nor relayed.
+		if cur, ok := m.st.drains[k]; ok && v.beats(cur) {
+			delete(m.st.drains, k)
+			m.dirty = true
+		}
+		m.st.drainClock = max(m.st.drainClock, v.Clock)
+		return false
+	}
+	if !m.st.mergeDrain(k, v) {
+		return false
+	}
+	m.dirty = true
+	return true
+}
+
+func (m *Mesh) prepareLeave(buf []byte) (func(time.Time), error) {
 	var w wireLeave
 	if err := decodeBody(buf, &w); err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkName("leaving node", w.M); err != nil {
-		return err
+		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if w.M != m.opts.Name && m.leaving[w.M].IsZero() {
-		m.leaving[w.M] = time.Now()
-		m.queue("l\x00"+w.M, buf)
-	}
-	return nil
+	return func(now time.Time) {
+		if w.M != m.opts.Name && m.leaving[w.M].IsZero() && len(m.leaving) < maxMonitorStates {
+			m.leaving[w.M] = now
+			m.queue("l\x00"+w.M, buf)
+		}
+	}, nil
 }
 
-func (m *Mesh) onStateReq(buf []byte) error {
+func (m *Mesh) prepareStateReq(buf []byte) (func(time.Time), error) {
 	var req wireStateReq
 	if err := decodeBody(buf, &req); err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkName("requester", req.F); err != nil {
-		return err
+		return nil, err
 	}
-	if req.M != m.opts.Name {
-		return nil
-	}
-	m.enqueue(job{to: req.F, ownState: true})
-	return nil
+	return func(time.Time) {
+		if req.M == m.opts.Name {
+			m.enqueue(job{to: req.F, ownState: true})
+		}
+	}, nil
 }
 
-func (m *Mesh) onState(buf []byte) error {
+func (m *Mesh) prepareState(buf []byte) (func(time.Time), error) {
 	var w wireMonitor
 	if err := decodeBody(buf, &w); err != nil {
-		return err
+		return nil, err
 	}
 	if err := w.check(); err != nil {
-		return err
+		return nil, err
 	}
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	changed := false
-	for i := range w.E {
-		changed = m.applyEntry(w.M, &w.E[i], now) || changed
-	}
-	if w.M != m.opts.Name {
-		// The monitor's own full state confirms everything it holds.
-		ms := m.st.monitor(w.M)
-		if n, h := ms.digest(); n == w.N && h == w.H {
-			ms.confirmed = now
-			changed = true
-		}
-	}
-	if changed {
-		m.recompute(now)
-	}
-	return nil
+	return func(now time.Time) { m.applyState(&w, now) }, nil
 }
 
-func (m *Mesh) onFull(buf []byte) error {
+// applyState merges a monitor's own full state. It is the authority on its
+// entries: ours that it no longer holds (reaped tombstones) go.
+func (m *Mesh) applyState(w *wireMonitor, now time.Time) {
+	for i := range w.E {
+		m.applyEntry(w.M, &w.E[i], now)
+	}
+	if w.M == m.opts.Name {
+		return
+	}
+	ms := m.st.monitors[w.M]
+	if ms == nil {
+		return
+	}
+	if len(ms.entries) > len(w.E) {
+		keep := make(map[string]struct{}, len(w.E))
+		for i := range w.E {
+			keep[w.E[i].K] = struct{}{}
+		}
+		for key, r := range ms.entries {
+			if _, ok := keep[key]; !ok {
+				m.setCounted(ms, key, r, false)
+				m.st.removeEntry(ms, key)
+			}
+		}
+	}
+	// The monitor's own full state confirms everything it holds.
+	if n, h := ms.digest(); n == w.N && h == w.H {
+		m.confirm(w.M, ms, now)
+	}
+}
+
+func (m *Mesh) prepareFull(buf []byte) (func(time.Time), error) {
 	if len(buf) == 0 || buf[0] != msgFull {
-		return errUnknownType
+		return nil, errUnknownType
 	}
 	var f wireFull
 	if err := decodeBody(buf, &f); err != nil {
-		return err
+		return nil, err
 	}
 	if err := f.check(); err != nil {
-		return err
+		return nil, err
 	}
 	type drain struct {
 		k drainKey
@@ -295,23 +370,20 @@ func (m *Mesh) onFull(buf []byte) error {
 	for i := range f.D {
 		k, v, err := f.D[i].check()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		drains = append(drains, drain{k, v})
 	}
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, wm := range f.Mons {
-		for i := range wm.E {
-			m.applyEntry(wm.M, &wm.E[i], now)
+	return func(now time.Time) {
+		for _, wm := range f.Mons {
+			for i := range wm.E {
+				m.applyEntry(wm.M, &wm.E[i], now)
+			}
 		}
-	}
-	for _, d := range drains {
-		m.st.mergeDrain(d.k, d.v)
-	}
-	m.recompute(now)
-	return nil
+		for _, d := range drains {
+			m.applyDrain(d.k, d.v)
+		}
+	}, nil
 }
 
 // bcast is a message in the broadcast queue. Its name says what it is
@@ -332,14 +404,25 @@ func (b *bcast) Name() string    { return b.name }
 func (b *bcast) Message() []byte { return b.msg }
 func (b *bcast) Finished()       {}
 
-// queue broadcasts msg (copied: relayed buffers belong to memberlist).
+// queue broadcasts msg (copied: relayed buffers may be reused). The queue
+// keeps at most maxQueued messages: past that the oldest go, as gossip
+// could not send them before they are outdated, and anti-entropy repairs
+// what they would have said.
 func (m *Mesh) queue(name string, msg []byte) {
 	m.broadcasts.QueueBroadcast(&bcast{name: name, msg: append([]byte(nil), msg...)})
+	if m.broadcasts.NumQueued() > maxQueued {
+		m.broadcasts.Prune(maxQueued)
+	}
 }
 
 func (m *Mesh) queueDigest(name string, msg []byte) {
 	m.digests.QueueBroadcast(&bcast{name: name, msg: append([]byte(nil), msg...)})
+	if m.digests.NumQueued() > maxQueued {
+		m.digests.Prune(maxQueued)
+	}
 }
+
+const maxQueued = 4 << 10
 
 // job is a reliable message for the worker to send: msg, or this node's own
 // state when ownState is set (built when sent, so it is current).
@@ -360,7 +443,7 @@ func (m *Mesh) enqueue(j job) {
 }
 
 // worker sends reliable messages, which dial TCP and may take up to the
-// stream timeout, away from memberlist's packet goroutines.
+// stream timeout, away from memberlist's goroutines and the owner.
 func (m *Mesh) worker(ctx context.Context) {
 	defer m.wg.Done()
 	for {
@@ -391,59 +474,4 @@ func (m *Mesh) worker(ctx context.Context) {
 		m.stats.msgOut.Add(1)
 		m.stats.bytesOut.Add(uint64(len(j.msg)))
 	}
-}
-
-// events tracks membership. memberlist calls it with its node lock held,
-// never concurrently.
-type events Mesh
-
-var (
-	_ memberlist.EventDelegate    = (*events)(nil)
-	_ memberlist.ConflictDelegate = (*events)(nil)
-)
-
-func (e *events) set(n *memberlist.Node, state string) {
-	m := (*Mesh)(e)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	switch state {
-	case "alive":
-		delete(m.leaving, n.Name)
-	case "dead":
-		// memberlist's Node.State is not kept current, so a leave and a
-		// failure look the same here; the leave notice tells them apart.
-		if t := m.leaving[n.Name]; !t.IsZero() && time.Since(t) < time.Minute {
-			state = "left"
-		}
-	}
-	m.members[n.Name] = &memberInfo{
-		node:  memberlist.Node{Name: n.Name, Addr: append(net.IP(nil), n.Addr...), Port: n.Port},
-		state: state,
-	}
-	alive := 0
-	for _, mi := range m.members {
-		if mi.state == "alive" {
-			alive++
-		}
-	}
-	m.numAlive.Store(int64(alive))
-	m.recompute(time.Now())
-}
-
-func (e *events) NotifyJoin(n *memberlist.Node) {
-	e.set(n, "alive")
-	if n.Name != e.opts.Name {
-		e.log.Info("member joined", "member", n.Name, "addr", n.Address())
-	}
-}
-
-func (e *events) NotifyLeave(n *memberlist.Node) {
-	e.set(n, "dead")
-	e.log.Info("member gone", "member", n.Name, "addr", n.Address())
-}
-
-func (e *events) NotifyUpdate(n *memberlist.Node) { e.set(n, "alive") }
-
-func (e *events) NotifyConflict(existing, other *memberlist.Node) {
-	e.log.Warn("node name conflict", "name", existing.Name, "existing", existing.Address(), "other", other.Address())
 }

@@ -33,6 +33,35 @@ type faultTransport struct {
 
 	bytesOut, bytesIn, packetsOut, dropped atomic.Uint64
 	addr                                   string // "ip:port" bound
+
+	// isolated drops every packet and refuses every stream this node
+	// sends; cut drops those to the listed addresses. Together they make
+	// a partition (see partition).
+	isolated bool
+	cut      map[string]bool
+}
+
+// blocks says whether a packet or stream to addr is lost. The caller
+// holds ft.mu.
+func (ft *faultTransport) blocks(addr string) bool { return ft.isolated || ft.cut[addr] }
+
+// partition isolates fts[i] from all the others (both directions, packets
+// and streams), or heals it.
+func partition(fts []*faultTransport, i int, on bool) {
+	for j, ft := range fts {
+		ft.mu.Lock()
+		if j == i {
+			ft.isolated = on
+		} else if on {
+			if ft.cut == nil {
+				ft.cut = map[string]bool{}
+			}
+			ft.cut[fts[i].addr] = true
+		} else {
+			delete(ft.cut, fts[i].addr)
+		}
+		ft.mu.Unlock()
+	}
 }
 
 var _ memberlist.NodeAwareTransport = (*faultTransport)(nil)
@@ -95,7 +124,7 @@ func (ft *faultTransport) WriteToAddress(b []byte, a memberlist.Address) (time.T
 	if ft.closed {
 		return time.Time{}, fmt.Errorf("fault transport closed")
 	}
-	if ft.drop > 0 && ft.rng.Float64() < ft.drop {
+	if ft.blocks(a.Addr) || (ft.drop > 0 && ft.rng.Float64() < ft.drop) {
 		ft.dropped.Add(1)
 		return time.Now(), nil // lost on the way
 	}
@@ -114,10 +143,16 @@ func (ft *faultTransport) WriteToAddress(b []byte, a memberlist.Address) (time.T
 func (ft *faultTransport) PacketCh() <-chan *memberlist.Packet { return ft.in }
 
 func (ft *faultTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	return ft.nt.DialTimeout(addr, timeout)
+	return ft.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
 }
 
 func (ft *faultTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	ft.mu.Lock()
+	blocked := ft.blocks(a.Addr)
+	ft.mu.Unlock()
+	if blocked {
+		return nil, fmt.Errorf("dial %s: partitioned (fault transport)", a.Addr)
+	}
 	return ft.nt.DialAddressTimeout(a, timeout)
 }
 

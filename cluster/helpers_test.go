@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // checkLeaks fails the test when goroutines of memberlist or of this
@@ -53,6 +55,13 @@ func testLogger(t testing.TB) *slog.Logger {
 // down (without leaving) when the test ends unless the test did it.
 func startMesh(t testing.TB, opts Options) *Mesh {
 	t.Helper()
+	return startMeshCfg(t, opts, nil)
+}
+
+// startMeshCfg is startMesh with a hook that adjusts the memberlist
+// configuration before the mesh starts.
+func startMeshCfg(t testing.TB, opts Options, tweak func(*memberlist.Config)) *Mesh {
+	t.Helper()
 	if opts.Bind == "" && opts.Transport == nil {
 		opts.Bind = "127.0.0.1:0"
 	}
@@ -66,6 +75,9 @@ func startMesh(t testing.TB, opts Options) *Mesh {
 	if err != nil {
 		t.Fatalf("new mesh %s: %v", opts.Name, err)
 	}
+	if tweak != nil {
+		tweak(m.cfg)
+	}
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatalf("start mesh %s: %v", opts.Name, err)
 	}
@@ -76,6 +88,11 @@ func startMesh(t testing.TB, opts Options) *Mesh {
 // startMeshes starts n monitor nodes n1..nn, each joining the first.
 func startMeshes(t testing.TB, n int, tweak func(i int, o *Options)) []*Mesh {
 	t.Helper()
+	return startMeshesCfg(t, n, tweak, nil)
+}
+
+func startMeshesCfg(t testing.TB, n int, tweak func(i int, o *Options), cfg func(*memberlist.Config)) []*Mesh {
+	t.Helper()
 	var ms []*Mesh
 	for i := range n {
 		o := Options{Name: fmt.Sprintf("n%d", i+1), Monitor: true}
@@ -85,7 +102,7 @@ func startMeshes(t testing.TB, n int, tweak func(i int, o *Options)) []*Mesh {
 		if tweak != nil {
 			tweak(i, &o)
 		}
-		ms = append(ms, startMesh(t, o))
+		ms = append(ms, startMeshCfg(t, o, cfg))
 	}
 	start := time.Now()
 	for {

@@ -12,29 +12,71 @@
 // idempotent and commutative, so it does not matter how often or in which
 // order gossip delivers them. A monitor is the only authority on its own
 // entries: when a peer hands it an entry in its name that it does not hold,
-// it re-asserts its current one with a higher sequence number.
+// it re-asserts its current one with a higher sequence number, and its own
+// full state replaces a peer's copy of its entries whole.
 //
 // Changes leave at once as memberlist broadcasts and every node relays what
 // was new to it, so a change spreads epidemically in a few gossip rounds.
-// Push/pull carries the full state (all monitors and all drains) for
-// anti-entropy and for nodes that join late or restart. Every monitor
-// announces a digest of its entries (count and XOR of entry hashes) about
-// every 2 s (3 s on wan) — at least twice in the shortest freshness window
-// of 5 s; a node whose copy matches the digest counts all of that
+// Push/pull carries the live state (the entries of live monitors and the
+// drains) for anti-entropy and for nodes that join late or restart. Every
+// monitor announces a digest of its entries (count and XOR of entry hashes)
+// about every 2 s (3 s on wan) — at least twice in the shortest freshness
+// window of 5 s; a node whose copy matches the digest counts all of that
 // monitor's reports as confirmed now, and one whose copy differs asks the
-// monitor for its full state over a reliable stream.
+// monitor for its full state over a reliable stream. A digest from a name
+// that is neither a known monitor nor a live member is ignored without
+// allocating anything.
 //
-// Drains are last-writer-wins registers ordered by a Lamport clock, ties
-// broken by node name; undrain writes a tombstone with a higher clock. They
-// travel in push/pull, so a restarted node gets them back from its peers.
+// Drains are last-writer-wins registers ordered by a hybrid logical clock
+// (see drainVal), ties broken by node name; undrain writes a tombstone with
+// a higher clock. They travel in push/pull, so a restarted node gets them
+// back from its peers.
+//
+// # Who does the work
+//
+// memberlist calls NotifyMsg, MergeRemoteState and the membership events
+// on its own goroutines; they only copy what they are given into an inbox
+// and return. One owner goroutine decodes and merges the inbox in arrival
+// order, keeps a tally (reports, down reports) per target that each merge
+// adjusts by at most one vote, and publishes a new verdict snapshot at most
+// every 50 ms when a verdict or a drain changed. The inbox is bounded: when
+// messages arrive faster than the owner merges, the excess is dropped and
+// counted (reason "queue"), and anti-entropy repairs what was lost.
 //
 // # Verdicts
 //
-// A target is down when more than half of the live monitors that have a fresh
-// report on it say down; otherwise, and before any report exists, it is up.
-// Live means alive in the memberlist view (suspect still votes; dead and left
-// lose their vote at once). Fresh means this node heard the monitor confirm
-// the report, on its own clock, within 3 × probe interval + 5 s.
+// A target is down when more than half of the live monitors that have a
+// fresh report on it say down; otherwise, and before any report exists, it
+// is up. Live means alive in the memberlist view (suspect still votes; dead
+// and left lose their vote at once). Fresh means this node heard the monitor
+// confirm the report, on its own clock, within 3 × probe interval + 5 s.
+//
+// With MonitorsPerTarget = K > 0 each target is probed by K monitors
+// chosen by rendezvous hashing of (monitor name, target key) over the live
+// monitors, and only the reports of those K count. When a monitor dies or
+// leaves, memberlist's failure detection removes it from the live set and
+// its targets move to the next monitors in their ranking at once; a monitor
+// that loses a target withdraws its report with a tombstone.
+//
+// # Bounds
+//
+// Sequence numbers, digest ticks and drain clocks are microseconds of their
+// writer's clock. One that is ahead of this node's clock by more than
+// maxClockAhead is rejected and counted (reason "clock"): otherwise a
+// single forged message with clock 2^64-1 would win every later write for
+// ever. Monitors and member records that have been dead or gone longer than
+// Options.Retention are forgotten, as are tombstones (of reports and of
+// drains) older than it, dated by their own clocks so that every node
+// drops them at about the same time and no peer hands them back.
+//
+// # Partitions
+//
+// memberlist never contacts a member again once it has declared it dead.
+// A reconnect loop therefore tries, every ReconnectInterval with jitter, a
+// push/pull with every failed member (until Retention) and every join peer
+// that is not a live member; the first exchange after a partition ends
+// makes both sides refute their deaths, a second one a second later
+// completes the merge.
 //
 // # Trust model
 //
@@ -42,8 +84,8 @@
 // the label are the trust boundary. A peer that holds the key can claim to be
 // any monitor and send any report or drain; one without it cannot get a byte
 // accepted. Within the boundary, messages are still never trusted to be well
-// formed: anything that does not decode, has an unknown version or exceeds
-// the size bounds is dropped whole and counted.
+// formed: anything that does not decode, has an unknown version, exceeds the
+// size bounds or carries a clock from the future is dropped and counted.
 package cluster
 
 import (
@@ -78,7 +120,7 @@ type Options struct {
 	// Advertise is the address peers should use, when it differs from Bind.
 	Advertise string
 	// Join lists peers ("host:port") to join; tried for up to 5 s in Start
-	// and then in the background until one answers.
+	// and then by the reconnect loop whenever they are not live members.
 	Join []string
 	// Profile is "lan", "wan" or "local" (default "wan").
 	Profile string
@@ -89,6 +131,15 @@ type Options struct {
 	Label string
 	// Monitor says this node probes and so votes.
 	Monitor bool
+	// MonitorsPerTarget is how many monitors probe each target (K); 0 means
+	// every monitor probes every target.
+	MonitorsPerTarget int
+	// ReconnectInterval is how often failed members and the join list are
+	// tried again (with ±25% jitter); default 5 s.
+	ReconnectInterval time.Duration
+	// Retention is how long monitors, members and tombstones that are dead,
+	// gone or withdrawn are kept; default 24 h.
+	Retention time.Duration
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -97,11 +148,29 @@ type Options struct {
 	Transport memberlist.Transport
 }
 
+// Defaults of Options.
+const (
+	DefaultReconnectInterval = 5 * time.Second
+	DefaultRetention         = 24 * time.Hour
+)
+
+// maxClockAhead is how far ahead of this node's clock a peer's sequence
+// number, digest tick or drain clock may be. NTP keeps servers within
+// milliseconds; ten minutes tolerates a badly set clock without letting a
+// forged value outrank the writes of the next years.
+const maxClockAhead = 10 * time.Minute
+
 // Member is one node of the mesh as this node sees it.
 type Member struct {
 	Name  string
 	Addr  string
 	State string // "alive", "dead" or "left"
+	// Monitor says the node probes (from its announced metadata; true for
+	// nodes that announce none).
+	Monitor bool
+	// Config is the digest of the zones and pools the node serves, as it
+	// announces it ("" when it announces none).
+	Config string
 }
 
 // Drain is a drain in force. A zero Addr drains the whole site.
@@ -112,9 +181,17 @@ type Drain struct {
 	Clock      uint64
 }
 
+// ErrDrainLost is returned by Drain when its write cannot win over the
+// drains already known, so it would change nothing.
+var ErrDrainLost = errors.New("write does not win")
+
 type memberInfo struct {
 	node  memberlist.Node // Name, Addr and Port only, copied
 	state string
+	since time.Time // when state was entered
+	meta  nodeMeta
+	// lastReq rate-limits full-state requests to this member.
+	lastReq time.Time
 }
 
 // Mesh is one node's membership in the gossip mesh.
@@ -123,16 +200,25 @@ type Mesh struct {
 	log         *slog.Logger
 	cfg         *memberlist.Config
 	digestEvery time.Duration
+	// now is the wall clock used for sequence numbers, drain clocks and
+	// their bounds (tests replace it).
+	now func() time.Time
 
 	ml         atomic.Pointer[memberlist.Memberlist]
 	broadcasts *memberlist.TransmitLimitedQueue // reports, drains, leave notices
 	digests    *memberlist.TransmitLimitedQueue
 	numAlive   atomic.Int64
+	meta       atomic.Pointer[[]byte]
 	stats      stats
+	// reconnectPaused stops the reconnect loop (tests show that without
+	// it a healed partition stays split).
+	reconnectPaused atomic.Bool
+	in              inbox
 	// keyErrLogged: the join failure for a wrong key was logged (keyerr.go).
 	keyErrLogged atomic.Bool
 
 	health  atomic.Pointer[health]
+	assign  atomic.Pointer[Assignment]
 	changes chan struct{}
 	jobs    chan job
 
@@ -143,8 +229,22 @@ type Mesh struct {
 	intervals map[string]time.Duration
 	members   map[string]*memberInfo
 	leaving   map[string]time.Time // leave notices, by node
+	configDig string               // this node's config digest
 	started   bool
 	closed    bool
+
+	// Verdict bookkeeping, owned by whoever holds mu (see owner.go).
+	live        map[string]bool     // monitors whose reports count
+	tallies     map[string]*tally   // by target key
+	down        map[string]struct{} // verdicts down
+	assigned    map[string][]string // K > 0: target key → its monitors
+	dirty       bool                // down or drains changed since the last publish
+	assignDirty bool                // live monitors or assignments changed since
+	clockWarned time.Time           // last warning about a clock from the future
+	lastPub     time.Time           // last publish
+	pubTimer    *time.Timer         // pending delayed publish
+	reapAt      time.Time           // next reap
+	peak        [3]int              // largest members, monitors, drains since the last compaction
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -158,12 +258,25 @@ func New(opts Options) (*Mesh, error) {
 	if n := len(opts.SecretKey); n != 0 && n != 16 && n != 24 && n != 32 {
 		return nil, fmt.Errorf("cluster: secret key of %d bytes: want 16, 24 or 32", n)
 	}
+	if opts.MonitorsPerTarget < 0 {
+		return nil, fmt.Errorf("cluster: monitors per target %d: want 0 (all) or more", opts.MonitorsPerTarget)
+	}
+	if opts.ReconnectInterval < 0 || opts.Retention < 0 {
+		return nil, fmt.Errorf("cluster: reconnect interval %v, retention %v: want positive durations", opts.ReconnectInterval, opts.Retention)
+	}
+	if opts.ReconnectInterval == 0 {
+		opts.ReconnectInterval = DefaultReconnectInterval
+	}
+	if opts.Retention == 0 {
+		opts.Retention = DefaultRetention
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Mesh{
 		opts:      opts,
 		log:       opts.Logger.With("component", "cluster"),
+		now:       time.Now,
 		changes:   make(chan struct{}, 1),
 		jobs:      make(chan job, 128),
 		st:        newStore(),
@@ -171,8 +284,18 @@ func New(opts Options) (*Mesh, error) {
 		intervals: map[string]time.Duration{},
 		members:   map[string]*memberInfo{},
 		leaving:   map[string]time.Time{},
+		live:      map[string]bool{},
+		tallies:   map[string]*tally{},
+		down:      map[string]struct{}{},
+		assigned:  map[string][]string{},
+	}
+	m.in.wake = make(chan struct{}, 1)
+	if opts.Monitor {
+		m.live[opts.Name] = true
 	}
 	m.health.Store(&health{})
+	m.assign.Store(&Assignment{self: opts.Name, k: opts.MonitorsPerTarget, all: m.liveList()})
+	m.setMeta()
 	cfg, err := m.config()
 	if err != nil {
 		return nil, err
@@ -278,8 +401,9 @@ func parseHostPort(s string) (netip.AddrPort, error) {
 
 // Start creates the memberlist (binding its sockets), tries the join peers
 // for up to 5 s so that their state is merged before it returns, and starts
-// the background work: join retries, digests and verdict expiry. It returns
-// nil when no peer answered: the node serves alone meanwhile.
+// the background work: the owner goroutine, the reconnect loop and the
+// reliable-send worker. It returns nil when no peer answered: the node
+// serves alone meanwhile, and the reconnect loop keeps trying.
 func (m *Mesh) Start(ctx context.Context) error {
 	m.mu.Lock()
 	if m.started || m.closed {
@@ -289,34 +413,37 @@ func (m *Mesh) Start(ctx context.Context) error {
 	m.started = true
 	m.mu.Unlock()
 
+	bg, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	// The owner runs before memberlist exists: Create already reports
+	// this node's own join.
+	m.wg.Add(1)
+	go m.owner(bg)
+
 	ml, err := memberlist.Create(m.cfg)
 	if err != nil {
+		cancel()
+		m.wg.Wait()
 		return fmt.Errorf("cluster: start memberlist on %q: %w", m.opts.Bind, err)
 	}
 	m.ml.Store(ml)
 	self := ml.LocalNode()
-	m.log.Info("mesh started", "node", m.opts.Name, "addr", self.Address(), "profile", m.opts.Profile, "monitor", m.opts.Monitor, "encrypted", len(m.opts.SecretKey) > 0)
+	m.log.Info("mesh started", "node", m.opts.Name, "addr", self.Address(), "profile", m.opts.Profile, "monitor", m.opts.Monitor, "encrypted", len(m.opts.SecretKey) > 0, "monitors_per_target", m.opts.MonitorsPerTarget)
 
-	bg, cancel := context.WithCancel(context.Background())
-	m.cancel = cancel
 	peers := m.peers(self.Address())
-	joined := len(peers) == 0
-	if !joined {
+	if len(peers) > 0 {
 		jctx, jcancel := context.WithTimeout(ctx, 5*time.Second)
-		joined = m.join(jctx, peers, 250*time.Millisecond)
+		if !m.join(jctx, peers, 250*time.Millisecond) {
+			m.log.Warn("no join peer answered; serving alone and retrying in the background", "join", peers)
+		}
 		jcancel()
+		// Join delivered the peers' state to the inbox; merge it before
+		// the caller opens DNS.
+		m.sync(ctx)
 	}
 	m.wg.Add(2)
 	go m.worker(bg)
-	go m.loop(bg)
-	if !joined {
-		m.log.Warn("no join peer answered; serving alone and retrying in the background", "join", peers)
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			m.join(bg, peers, 2*time.Second)
-		}()
-	}
+	go m.reconnectLoop(bg, peers)
 	return nil
 }
 
@@ -356,36 +483,6 @@ func (m *Mesh) join(ctx context.Context, peers []string, every time.Duration) bo
 	}
 }
 
-// loop recomputes verdicts (reports expire) and announces this monitor's
-// digest, starting at a random offset so nodes do not tick in step.
-func (m *Mesh) loop(ctx context.Context) {
-	defer m.wg.Done()
-	const every = 250 * time.Millisecond
-	t := time.NewTimer(rand.N(every))
-	defer t.Stop()
-	m.mu.Lock() // digestEvery is read under mu: tests change it on a running mesh
-	nextDigest := time.Now().Add(rand.N(m.digestEvery))
-	m.mu.Unlock()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		t.Reset(every)
-		now := time.Now()
-		m.mu.Lock()
-		m.recompute(now)
-		if m.opts.Monitor && !now.Before(nextDigest) {
-			nextDigest = now.Add(m.digestEvery)
-			m.tick = max(m.tick+1, uint64(now.UnixMicro()))
-			n, h := m.st.monitor(m.opts.Name).digest()
-			m.queueDigest("d\x00"+m.opts.Name, encode(msgDigest, wireDigest{M: m.opts.Name, T: m.tick, N: n, H: h}))
-		}
-		m.mu.Unlock()
-	}
-}
-
 // Leave announces that this node leaves the mesh and waits up to timeout
 // for the announcement to spread; its votes vanish on every peer at once.
 func (m *Mesh) Leave(timeout time.Duration) error {
@@ -411,15 +508,18 @@ func (m *Mesh) Shutdown() error {
 		return nil
 	}
 	m.closed = true
-	m.mu.Unlock()
-	if m.cancel != nil {
-		m.cancel()
+	if m.pubTimer != nil {
+		m.pubTimer.Stop()
 	}
+	m.mu.Unlock()
 	var err error
 	if ml := m.ml.Load(); ml != nil {
 		if e := ml.Shutdown(); e != nil {
 			err = fmt.Errorf("cluster: shutdown: %w", e)
 		}
+	}
+	if m.cancel != nil {
+		m.cancel()
 	}
 	m.wg.Wait()
 	return err
@@ -433,14 +533,26 @@ func (m *Mesh) Addr() string {
 	return ""
 }
 
+// nowMicro is this node's clock in microseconds, the unit of sequence
+// numbers and drain clocks.
+func (m *Mesh) nowMicro() uint64 { return uint64(m.now().UnixMicro()) }
+
+// clockBound is the highest clock a peer may send now.
+func (m *Mesh) clockBound() uint64 {
+	return uint64(m.now().Add(maxClockAhead).UnixMicro())
+}
+
 // nextSeq advances this monitor's sequence clock.
 func (m *Mesh) nextSeq() uint64 {
-	m.seq = max(m.seq+1, uint64(time.Now().UnixMicro()))
+	m.seq = max(m.seq+1, m.nowMicro())
 	return m.seq
 }
 
-// SetLocal records that this node's monitor changed its state on key. On a
-// node that does not monitor it does nothing: such nodes never vote.
+// SetLocal records that this node's monitor changed its state on key. It
+// is the one way a local observation enters the mesh: a probe result, or
+// anything else that speaks for this monitor. On a node that does not
+// monitor, and (with MonitorsPerTarget > 0) for a key not assigned to this
+// node, it does nothing: such reports would not count.
 func (m *Mesh) SetLocal(key string, up bool, reason string) {
 	if !m.opts.Monitor {
 		return
@@ -452,11 +564,15 @@ func (m *Mesh) SetLocal(key string, up bool, reason string) {
 	reason = clip(reason, maxReasonLen)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.opts.MonitorsPerTarget > 0 && !slices.Contains(m.assigned[key], m.opts.Name) {
+		m.log.Debug("report on a target not assigned to this monitor, not gossiped", "key", key)
+		return
+	}
 	if cur := m.st.monitor(m.opts.Name).entries[key]; cur != nil && !cur.Gone && cur.Up == up && cur.Reason == reason {
 		return
 	}
-	m.setOwn(key, entry{Up: up, Reason: reason})
-	m.recompute(time.Now())
+	m.setOwn(key, entry{Up: up, Reason: reason}, time.Now())
+	m.kick()
 }
 
 func clip(s string, n int) string {
@@ -468,9 +584,9 @@ func clip(s string, n int) string {
 
 // setOwn stores e as this monitor's entry on key with a new sequence
 // number and broadcasts it. The caller holds m.mu.
-func (m *Mesh) setOwn(key string, e entry) {
+func (m *Mesh) setOwn(key string, e entry, now time.Time) {
 	e.Seq = m.nextSeq()
-	m.st.mergeEntry(m.opts.Name, key, e, time.Now())
+	m.putEntry(m.opts.Name, key, e, now)
 	m.queueReport(m.opts.Name, key, e)
 }
 
@@ -479,26 +595,68 @@ func (m *Mesh) queueReport(mon, key string, e entry) {
 }
 
 // SetTargets tells the mesh which keys exist and how often they are probed,
-// which sets how long reports on them stay fresh. This node's own reports
+// which sets how long reports on them stay fresh (and, with
+// MonitorsPerTarget > 0, which keys are assigned). This node's own reports
 // on keys that are gone become tombstones.
 func (m *Mesh) SetTargets(targets map[string]time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.intervals = maps.Clone(targets)
+	now := time.Now()
 	if m.opts.Monitor {
 		for key, r := range m.st.monitor(m.opts.Name).entries {
 			if _, ok := targets[key]; !ok && !r.Gone {
-				m.setOwn(key, entry{Gone: true, Reason: "no longer probed"})
+				m.setOwn(key, entry{Gone: true, Reason: "no longer probed"}, now)
 			}
 		}
 	}
-	m.recompute(time.Now())
+	m.reassign(now)
+	m.kick()
+}
+
+// SetConfigDigest announces the digest of the zones and pools this node
+// serves, so that every node can show which peers serve something else.
+func (m *Mesh) SetConfigDigest(d string) {
+	m.mu.Lock()
+	if m.configDig == d {
+		m.mu.Unlock()
+		return
+	}
+	m.configDig = d
+	m.setMeta()
+	started := m.started && !m.closed
+	if started {
+		m.wg.Add(1)
+	}
+	m.mu.Unlock()
+	if !started {
+		return
+	}
+	go func() {
+		defer m.wg.Done()
+		if ml := m.ml.Load(); ml != nil {
+			if err := ml.UpdateNode(5 * time.Second); err != nil {
+				m.log.Debug("announce config digest", "err", err)
+			}
+		}
+	}()
+}
+
+// ConfigDigest is the digest this node announces.
+func (m *Mesh) ConfigDigest() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.configDig
 }
 
 // Health returns the verdicts and drains in force, an immutable snapshot.
 func (m *Mesh) Health() zones.Health { return m.health.Load() }
 
-// Changes signals, coalesced, that Health changed.
+// Assignment returns which monitors probe which targets, an immutable
+// snapshot that changes with the live monitors and the targets.
+func (m *Mesh) Assignment() *Assignment { return m.assign.Load() }
+
+// Changes signals, coalesced, that Health or Assignment changed.
 func (m *Mesh) Changes() <-chan struct{} { return m.changes }
 
 // Votes returns the votes counted on key: monitor name → up.
@@ -507,17 +665,10 @@ func (m *Mesh) Votes(key string) map[string]bool {
 	defer m.mu.Unlock()
 	votes := map[string]bool{}
 	now := time.Now()
-	live := m.liveMonitors()
-	window := m.window(key)
 	for mon, ms := range m.st.monitors {
-		r := ms.entries[key]
-		if r == nil || r.Gone || !live[mon] {
-			continue
+		if r := ms.entries[key]; r != nil && m.counts(mon, ms, key, r, now) {
+			votes[mon] = r.Up
 		}
-		if mon != m.opts.Name && now.Sub(ms.heardAt(r)) > window {
-			continue
-		}
-		votes[mon] = r.Up
 	}
 	return votes
 }
@@ -528,14 +679,17 @@ func (m *Mesh) Members() []Member {
 	defer m.mu.Unlock()
 	out := make([]Member, 0, len(m.members))
 	for _, mi := range m.members {
-		out = append(out, Member{Name: mi.node.Name, Addr: mi.node.Address(), State: mi.state})
+		out = append(out, Member{Name: mi.node.Name, Addr: mi.node.Address(), State: mi.state, Monitor: mi.meta.monitor(), Config: mi.meta.Cfg})
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
 // Drain sets (on) or clears a mesh-wide drain of a site, or of one address
-// of it when addr is valid.
+// of it when addr is valid. It returns an error wrapping ErrDrainLost when
+// the write cannot win: when the highest clock known is ahead of this
+// node's clock by more than peers accept, so the write would be rejected
+// or lose everywhere.
 func (m *Mesh) Drain(pool, site string, addr netip.Addr, on bool) error {
 	if pool == "" || len(pool) > maxNameLen || site == "" || len(site) > maxNameLen {
 		return fmt.Errorf("cluster: drain %q/%q: pool and site must be 1 to %d bytes", pool, site, maxNameLen)
@@ -543,11 +697,20 @@ func (m *Mesh) Drain(pool, site string, addr netip.Addr, on bool) error {
 	k := drainKey{Pool: pool, Site: site, Addr: addr.Unmap()}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v := drainVal{On: on, Clock: m.st.drainClock + 1, Node: m.opts.Name}
-	m.st.mergeDrain(k, v)
+	v := drainVal{On: on, Clock: max(m.st.drainClock+1, m.nowMicro()), Node: m.opts.Name}
+	if v.Clock > m.clockBound() {
+		return fmt.Errorf("cluster: drain %s/%s: clock %d is ahead of this node's clock by more than %v (is this node's clock wrong?): %w", pool, site, v.Clock, maxClockAhead, ErrDrainLost)
+	}
+	if !m.st.mergeDrain(k, v) {
+		return fmt.Errorf("cluster: drain %s/%s: %w", pool, site, ErrDrainLost)
+	}
 	m.queueDrain(k, v)
 	m.log.Info("drain set", "pool", pool, "site", site, "addr", addr, "on", on, "clock", v.Clock)
-	m.recompute(time.Now())
+	m.dirty = true
+	// An operator's drain is rare and expected to show at once: publish
+	// now rather than at the owner's next turn.
+	m.lastPub = time.Time{}
+	m.publish(time.Now())
 	return nil
 }
 
@@ -587,71 +750,11 @@ func (m *Mesh) window(key string) time.Duration {
 	if !ok || iv <= 0 {
 		iv = 5 * time.Second
 	}
-	return 3*iv + 5*time.Second
+	return 3*iv + minWindow
 }
 
-// liveMonitors is the set of nodes whose reports count: alive members, and
-// this node when it monitors. The caller holds m.mu.
-func (m *Mesh) liveMonitors() map[string]bool {
-	live := make(map[string]bool, len(m.members)+1)
-	for name, mi := range m.members {
-		if mi.state == "alive" && name != m.opts.Name {
-			live[name] = true
-		}
-	}
-	if m.opts.Monitor {
-		live[m.opts.Name] = true
-	}
-	return live
-}
-
-// recompute derives the verdicts and drains from the store and publishes
-// them when they changed. The caller holds m.mu.
-func (m *Mesh) recompute(now time.Time) {
-	live := m.liveMonitors()
-	type tally struct{ n, down int }
-	counts := map[string]tally{}
-	for mon, ms := range m.st.monitors {
-		if !live[mon] {
-			continue
-		}
-		for key, r := range ms.entries {
-			if r.Gone {
-				continue
-			}
-			if mon != m.opts.Name && now.Sub(ms.heardAt(r)) > m.window(key) {
-				continue
-			}
-			t := counts[key]
-			t.n++
-			if !r.Up {
-				t.down++
-			}
-			counts[key] = t
-		}
-	}
-	h := &health{down: map[string]struct{}{}, drained: map[drainKey]struct{}{}}
-	for key, t := range counts {
-		if 2*t.down > t.n {
-			h.down[key] = struct{}{}
-		}
-	}
-	for k, v := range m.st.drains {
-		if v.On {
-			h.drained[k] = struct{}{}
-		}
-	}
-	old := m.health.Load()
-	if maps.Equal(old.down, h.down) && maps.Equal(old.drained, h.drained) {
-		return
-	}
-	m.health.Store(h)
-	m.log.Debug("verdicts changed", "down", len(h.down), "drains", len(h.drained))
-	select {
-	case m.changes <- struct{}{}:
-	default:
-	}
-}
+// minWindow is the shortest freshness window (interval 0).
+const minWindow = 5 * time.Second
 
 // health is an immutable verdict and drain snapshot.
 type health struct {

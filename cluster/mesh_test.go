@@ -33,15 +33,15 @@ func TestLoneNodeDecidesAlone(t *testing.T) {
 		t.Fatalf("votes = %v, want solo:down", v)
 	}
 	m.SetLocal(key, true, "200")
-	if m.Health().Down(key) {
-		t.Fatal("lone monitor says up, verdict down")
-	}
+	waitFor(t, 5*time.Second, "verdict up after the up report", func() bool { return !m.Health().Down(key) })
 	// A key no longer probed loses this node's vote.
 	m.SetLocal(key, false, "timeout")
+	waitFor(t, 5*time.Second, "verdict down", func() bool { return m.Health().Down(key) })
 	m.SetTargets(map[string]time.Duration{})
-	if m.Health().Down(key) || len(m.Votes(key)) != 0 {
-		t.Fatalf("after SetTargets without the key: down=%v votes=%v", m.Health().Down(key), m.Votes(key))
+	if len(m.Votes(key)) != 0 {
+		t.Fatalf("after SetTargets without the key: votes=%v", m.Votes(key))
 	}
+	waitFor(t, 5*time.Second, "verdict up after SetTargets without the key", func() bool { return !m.Health().Down(key) })
 }
 
 func TestDNSOnlyNodeNeverVotes(t *testing.T) {
@@ -242,9 +242,10 @@ func TestRestartedMonitor(t *testing.T) {
 		r := ms[0].st.monitor("n2").entries[key]
 		return r != nil && r.Gone
 	})
-	if ms[0].Health().Down(key) || len(ms[0].Votes(key)) != 0 {
+	if len(ms[0].Votes(key)) != 0 {
 		t.Fatalf("old incarnation still votes: %v", ms[0].Votes(key))
 	}
+	waitFor(t, 5*time.Second, "verdict up once the old report is withdrawn", func() bool { return !ms[0].Health().Down(key) })
 	ms[1].SetLocal(key, false, "timeout")
 	waitFor(t, 5*time.Second, "new report on n1", func() bool { return ms[0].Health().Down(key) })
 }
@@ -330,6 +331,7 @@ func TestBadMessagesDropped(t *testing.T) {
 	}
 	d.MergeRemoteState([]byte("garbage"), false)
 	d.MergeRemoteState(append([]byte{msgFull, wireVersion}, `{"mons":[{"m":"x","e":[{"k":"","s":1}]}]}`...), true)
+	m.process() // what the owner goroutine does
 	if got := m.Stats().Dropped; got != 11 {
 		t.Fatalf("dropped %d messages, want 11", got)
 	}

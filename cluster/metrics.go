@@ -12,16 +12,31 @@ const (
 	dropDecode  = iota // does not decode or fails validation
 	dropSize           // over the size bounds
 	dropVersion        // unknown version or type
-	dropQueue          // the reliable-send worker was behind
+	dropQueue          // the inbox or the reliable-send worker was full
 	dropKey            // a packet or stream that another mesh key or label made unreadable
+	dropClock          // a sequence number, tick or drain clock from the future
 	numDrops
 )
 
-var dropReasons = [numDrops]string{"decode", "size", "version", "queue", "key"}
+var dropReasons = [numDrops]string{"decode", "size", "version", "queue", "key", "clock"}
+
+// What the retention forgot, as the "what" label.
+const (
+	reapMember = iota
+	reapMonitor
+	reapEntry
+	reapDrain
+	numReaps
+)
+
+var reapWhat = [numReaps]string{"member", "monitor", "report", "drain"}
 
 type stats struct {
 	msgIn, msgOut, bytesIn, bytesOut atomic.Uint64
 	dropped                          [numDrops]atomic.Uint64
+	reaped                           [numReaps]atomic.Uint64
+	reconnects                       atomic.Uint64
+	lastPushPull                     atomic.Uint64 // bytes of the last push/pull state sent
 }
 
 func (s *stats) drop(reason int) { s.dropped[reason].Add(1) }
@@ -64,12 +79,16 @@ var (
 	descDown     = prometheus.NewDesc("gslbd_mesh_targets_down", "Targets whose mesh verdict is down.", nil, nil)
 	descDrains   = prometheus.NewDesc("gslbd_mesh_drains", "Mesh-wide drains in force.", nil, nil)
 	descQueue    = prometheus.NewDesc("gslbd_gossip_queue_length", "Messages waiting in the broadcast queue.", nil, nil)
+	descReaped   = prometheus.NewDesc("gslbd_mesh_reaped_total", "Members, monitors, report tombstones and drain tombstones forgotten after the retention.", []string{"what"}, nil)
+	descReconn   = prometheus.NewDesc("gslbd_mesh_reconnects_total", "Push/pulls with failed members or join peers that succeeded (partition heals).", nil, nil)
+	descEntries  = prometheus.NewDesc("gslbd_mesh_reports", "Reports (all monitors, tombstones included) held by this node.", nil, nil)
+	descConfig   = prometheus.NewDesc("gslbd_mesh_config_differs", "1 for each alive member that announces a configuration digest different from this node's, 0 for those that match.", []string{"member"}, nil)
 )
 
 type collector struct{ m *Mesh }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMessages, descBytes, descDropped, descMembers, descDown, descDrains, descQueue} {
+	for _, d := range []*prometheus.Desc{descMessages, descBytes, descDropped, descMembers, descDown, descDrains, descQueue, descReaped, descReconn, descEntries, descConfig} {
 		ch <- d
 	}
 }
@@ -83,10 +102,25 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for i, r := range dropReasons {
 		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(m.stats.dropped[i].Load()), r)
 	}
+	for i, w := range reapWhat {
+		ch <- prometheus.MustNewConstMetric(descReaped, prometheus.CounterValue, float64(m.stats.reaped[i].Load()), w)
+	}
+	ch <- prometheus.MustNewConstMetric(descReconn, prometheus.CounterValue, float64(m.stats.reconnects.Load()))
+	mine := m.ConfigDigest()
 	states := map[string]int{"alive": 0, "dead": 0, "left": 0}
 	for _, mb := range m.Members() {
 		states[mb.State]++
+		if mb.State == "alive" && mb.Name != m.opts.Name {
+			ch <- prometheus.MustNewConstMetric(descConfig, prometheus.GaugeValue, float64(b2i(mb.Config != mine)), mb.Name)
+		}
 	}
+	m.mu.Lock()
+	entries := 0
+	for _, ms := range m.st.monitors {
+		entries += len(ms.entries)
+	}
+	m.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(entries))
 	for s, n := range states {
 		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(n), s)
 	}

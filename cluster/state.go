@@ -58,10 +58,11 @@ func (e entry) hash(key string) uint64 {
 }
 
 // record is an entry as this node holds it: with the time this node learned
-// it, on this node's clock.
+// it, on this node's clock, and whether it is counted in its key's tally.
 type record struct {
 	entry
-	heard time.Time
+	heard   time.Time
+	counted bool
 }
 
 // monitorState is everything this node knows about one monitor's reports.
@@ -73,9 +74,14 @@ type monitorState struct {
 	// state is complete (a matching digest or its own full state).
 	confirmed time.Time
 	// lastTick is the newest digest tick seen from it, to drop relayed
-	// duplicates; lastReq rate-limits full-state requests to it.
+	// duplicates.
 	lastTick uint64
-	lastReq  time.Time
+	// lastHeard is when anything about this monitor last arrived; a monitor
+	// that is not a live member is forgotten once this is older than the
+	// retention.
+	lastHeard time.Time
+	// counted is how many of entries are counted in tallies.
+	counted int
 }
 
 func (ms *monitorState) digest() (n int, h uint64) { return len(ms.entries), ms.hash }
@@ -94,8 +100,12 @@ type drainKey struct {
 	Addr       netip.Addr
 }
 
-// drainVal is a drain or its tombstone (On false), ordered by Lamport
-// clock, then by the name of the node that set it.
+// drainVal is a drain or its tombstone (On false), ordered by its clock,
+// then by the name of the node that set it. The clock is a hybrid logical
+// clock: a new write takes the larger of the highest clock seen plus one
+// and the writer's time in microseconds, so clocks stay comparable with
+// wall time (which bounds what a peer may send, and dates tombstones) and
+// still order every write after everything its writer had seen.
 type drainVal struct {
 	On    bool
 	Clock uint64
@@ -136,8 +146,10 @@ func (s *store) monitor(name string) *monitorState {
 }
 
 // mergeEntry applies one report and says whether it was new to this node.
+// The record it replaces, if any, must not be counted in a tally.
 func (s *store) mergeEntry(mon, key string, e entry, now time.Time) bool {
 	ms := s.monitor(mon)
+	ms.lastHeard = now
 	cur := ms.entries[key]
 	if cur != nil && !e.beats(cur.entry) {
 		return false
@@ -150,6 +162,15 @@ func (s *store) mergeEntry(mon, key string, e entry, now time.Time) bool {
 	return true
 }
 
+// removeEntry forgets mon's entry on key (reaped, or withdrawn by the
+// monitor's own full state). The record must not be counted in a tally.
+func (s *store) removeEntry(ms *monitorState, key string) {
+	if cur := ms.entries[key]; cur != nil {
+		ms.hash ^= cur.hash(key)
+		delete(ms.entries, key)
+	}
+}
+
 // mergeDrain applies one drain or tombstone and says whether it won.
 func (s *store) mergeDrain(k drainKey, v drainVal) bool {
 	s.drainClock = max(s.drainClock, v.Clock)
@@ -158,4 +179,10 @@ func (s *store) mergeDrain(k drainKey, v drainVal) bool {
 	}
 	s.drains[k] = v
 	return true
+}
+
+// clockTime is the wall time a sequence number or drain clock was taken
+// at (both are microseconds since the epoch, or less for legacy clocks).
+func clockTime(c uint64) time.Time {
+	return time.UnixMicro(int64(min(c, 1<<62)))
 }

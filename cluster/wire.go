@@ -192,3 +192,33 @@ func (f *wireFull) check() error {
 	}
 	return nil
 }
+
+// nodeMeta is this node's memberlist metadata (Node.Meta, at most 512
+// bytes): a version, whether it monitors, and the digest of the zones and
+// pools it serves. Metadata changes reach peers as memberlist updates.
+type nodeMeta struct {
+	V   int    `json:"v"`
+	Mon *bool  `json:"m,omitempty"`
+	Cfg string `json:"c,omitempty"`
+}
+
+// monitor says whether the node probes. Nodes that announce no metadata
+// (older versions) are taken as monitors: they probe every target.
+func (nm nodeMeta) monitor() bool { return nm.Mon == nil || *nm.Mon }
+
+// parseMeta decodes a peer's metadata; what does not decode counts as none.
+func parseMeta(b []byte) nodeMeta {
+	var nm nodeMeta
+	if len(b) == 0 || json.Unmarshal(b, &nm) != nil || nm.V != 1 || len(nm.Cfg) > maxNameLen {
+		return nodeMeta{}
+	}
+	return nm
+}
+
+// setMeta prepares the metadata NodeMeta returns. The caller holds m.mu or
+// owns m exclusively.
+func (m *Mesh) setMeta() {
+	mon := m.opts.Monitor
+	b, _ := json.Marshal(nodeMeta{V: 1, Mon: &mon, Cfg: m.configDig})
+	m.meta.Store(&b)
+}
