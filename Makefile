@@ -48,9 +48,13 @@ lint: ## gofmt check, go vet, and go.mod/go.sum tidy (go mod tidy -diff)
 contract: ## run the black-box contract smoke test in ../shared/contract against this tree
 	cd $(CONTRACT) && GSLBD_SRC=$(CURDIR) $(GO) test -count=1 ./...
 
-fuzz: ## fuzz the packet path, the config loaders, the wire-table compile and the selection (FUZZTIME each, default 1m)
+fuzz: ## fuzz the packet path, TCP framing, the wire-table compile, gossip, admin bodies, config loaders and selection (FUZZTIME each, default 1m)
 	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $${FUZZTIME:-1m} ./dnsserver
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $${FUZZTIME:-1m} ./dnsserver
+	$(GO) test -run '^$$' -fuzz '^FuzzTCPFraming$$' -fuzztime $${FUZZTIME:-1m} -fuzzminimizetime 5s ./dnsserver
+	for t in Report Digest Drain StateReq State Full Leave Type; do \
+		$(GO) test -run '^$$' -fuzz "^FuzzGossip$$t\$$" -fuzztime $${FUZZTIME:-1m} -fuzzminimizetime 5s ./cluster || exit 1; done
+	$(GO) test -run '^$$' -fuzz '^FuzzDrainBody$$' -fuzztime $${FUZZTIME:-1m} -fuzzminimizetime 5s ./admin
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadZoneFile$$' -fuzztime $${FUZZTIME:-1m} ./zones/config
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadPoolFile$$' -fuzztime $${FUZZTIME:-1m} ./zones/config
 	$(GO) test -run '^$$' -fuzz '^FuzzSelect$$' -fuzztime $${FUZZTIME:-1m} ./zones

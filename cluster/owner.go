@@ -783,6 +783,9 @@ func (m *Mesh) reconnect(addrs []string) bool {
 			n, err := ml.Join([]string{a})
 			if n == 0 {
 				m.log.Debug("reconnect failed", "addr", a, "err", err)
+				if err != nil {
+					m.joinKeyError([]string{a}, err)
+				}
 				return
 			}
 			m.stats.reconnects.Add(1)

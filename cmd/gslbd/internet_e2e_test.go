@@ -108,14 +108,14 @@ func TestCookiesWithDig(t *testing.T) {
 	full := m[1]
 	// Quick queries with the server cookie, at a limit of 1 a second with
 	// every limited answer slipped: all answered in full over UDP.
-	for i := range 5 {
+	for i := range 3 {
 		out := digRun("+cookie="+full, "+ignore", "static.gslb.test", "A")
 		if !strings.Contains(out, "192.0.2.1") || strings.Contains(out, " tc") {
 			t.Fatalf("query %d with a valid cookie was limited:\n%s", i, out)
 		}
 	}
-	if v := metricSum(t, n.Admin, "gslbd_dns_cookie_queries_total", `state="valid"`); v < 5 {
-		t.Errorf("valid cookies counted %v, want at least 5", v)
+	if v := metricSum(t, n.Admin, "gslbd_dns_cookie_queries_total", `state="valid"`); v < 3 {
+		t.Errorf("valid cookies counted %v, want at least 3", v)
 	}
 	// A burst from the same address with a client cookie alone is limited,
 	// and the slipped answers are BADCOOKIE with a fresh cookie to come
