@@ -52,6 +52,12 @@ type Location struct {
 	Lat, Lon  float64
 	HasCoords bool
 	Source    Source
+	// Registered is set when the database record names only the country
+	// the network is registered in (GeoLite2 has such records for many
+	// anycast and hosting networks, 1.1.1.0/24 among them): the client is
+	// placed in that country, with the continent and the country-level
+	// coordinates the database gives that country elsewhere.
+	Registered bool
 }
 
 // Override is one geo.networks entry from the node config.
@@ -148,6 +154,14 @@ type Record struct {
 	Continent string // two-letter continent code, any case
 	Lat, Lon  float64
 	HasCoords bool
+	// RegisteredCountry is the country the network is registered in,
+	// used when the record has no country, continent or coordinates.
+	RegisteredCountry string
+	// CountryLevel is set when the record has a country and coordinates
+	// but names no city or subdivision: its coordinates are the
+	// country's (MaxMind's country centre), which a record with only a
+	// registered country of the same country borrows.
+	CountryLevel bool
 }
 
 // DecodeFunc decodes the record at offset in the data section of the file
@@ -160,12 +174,56 @@ type locKey struct {
 	lat, lon           float64
 	hasCoords          bool
 	source             Source
+	registered         bool
 }
 
 type builder struct {
 	locs  []Location
 	byKey map[locKey]uint32
 	names map[string]string // interned country and continent codes
+
+	// countries is what the database says about each country elsewhere,
+	// for the records that name only a registered country.
+	countries map[string]*countryFacts
+}
+
+// countryFacts is a country's continent (from any record of the country)
+// and its country-level coordinates (from a CountryLevel record).
+type countryFacts struct {
+	continent string
+	lat, lon  float64
+	hasCoords bool
+}
+
+// learn notes what a database record says about its country.
+func (b *builder) learn(country, continent string, rec *Record) {
+	if country == "" || continent == "" {
+		return
+	}
+	f := b.countries[country]
+	if f == nil {
+		f = &countryFacts{continent: b.intern(continent)}
+		b.countries[b.intern(country)] = f
+	}
+	if rec.CountryLevel && rec.HasCoords && !f.hasCoords {
+		f.lat, f.lon, f.hasCoords = rec.Lat, rec.Lon, true
+	}
+}
+
+// placeRegistered completes the Locations of records that name only a
+// registered country with what the rest of the database says about that
+// country. It runs after the walk, when every record has been seen.
+func (b *builder) placeRegistered() {
+	for i := range b.locs {
+		l := &b.locs[i]
+		if !l.Registered {
+			continue
+		}
+		if f := b.countries[l.Country]; f != nil {
+			l.Continent = f.continent
+			l.Lat, l.Lon, l.HasCoords = f.lat, f.lon, f.hasCoords
+		}
+	}
 }
 
 func (b *builder) intern(s string) string {
@@ -180,7 +238,7 @@ func (b *builder) intern(s string) string {
 // location returns the ID of the Location with key k, adding it if new.
 // A key without any data is the unknown location.
 func (b *builder) location(k locKey) uint32 {
-	if k.source != SourceOverride && k.country == "" && k.continent == "" && !k.hasCoords {
+	if k.source != SourceOverride && !k.registered && k.country == "" && k.continent == "" && !k.hasCoords {
 		return 0
 	}
 	if !k.hasCoords {
@@ -192,7 +250,7 @@ func (b *builder) location(k locKey) uint32 {
 	id := uint32(len(b.locs))
 	b.locs = append(b.locs, Location{
 		ID: int32(id), Country: b.intern(k.country), Continent: b.intern(k.continent),
-		Lat: k.lat, Lon: k.lon, HasCoords: k.hasCoords, Source: k.source,
+		Lat: k.lat, Lon: k.lon, HasCoords: k.hasCoords, Source: k.source, Registered: k.registered,
 	})
 	b.byKey[k] = id
 	return id
@@ -232,6 +290,8 @@ func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, 
 		locs:  []Location{{ID: 0}},
 		byKey: map[locKey]uint32{},
 		names: map[string]string{},
+
+		countries: map[string]*countryFacts{},
 	}
 	db := &DB{info: Info{Path: path, Overrides: len(overrides)}}
 
@@ -243,6 +303,7 @@ func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, 
 	} else if err := walk(db, b, v4, v6); err != nil {
 		return nil, err
 	}
+	b.placeRegistered()
 
 	var ov4, ov6 []ovEntry
 	for _, o := range overrides {

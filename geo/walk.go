@@ -100,6 +100,12 @@ func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, b *b
 				hasCoords: rec.HasCoords,
 				source:    SourceDatabase,
 			}
+			b.learn(k.country, k.continent, &rec)
+			if k.country == "" && k.continent == "" && !k.hasCoords && rec.RegisteredCountry != "" {
+				// Only the registered country: placed there after the
+				// walk (builder.placeRegistered).
+				k.country, k.registered = strings.ToUpper(rec.RegisteredCountry), true
+			}
 			id = b.location(k)
 			byPointer[p] = id
 		}

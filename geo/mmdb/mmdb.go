@@ -9,25 +9,24 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/oschwald/geoip2-golang/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
 
 	"gslbd/geo"
 )
 
-// record is the part of a City or Country record that locates a client;
-// the reader's struct decoding skips everything else (names, subdivisions,
-// traits), which keeps the one-time walk fast.
+// record is the part of a City or Country record that locates a client,
+// in geoip2's model types; the reader skips everything else (postal
+// codes, traits, represented country), which keeps the one-time walk
+// fast. City and subdivisions only tell a country-level record (whose
+// coordinates are the country's) from a finer one.
 type record struct {
-	Country struct {
-		ISOCode string `maxminddb:"iso_code"`
-	} `maxminddb:"country"`
-	Continent struct {
-		Code string `maxminddb:"code"`
-	} `maxminddb:"continent"`
-	Location struct {
-		Latitude  *float64 `maxminddb:"latitude"`
-		Longitude *float64 `maxminddb:"longitude"`
-	} `maxminddb:"location"`
+	Country           geoip2.CountryRecord     `maxminddb:"country"`
+	RegisteredCountry geoip2.CountryRecord     `maxminddb:"registered_country"`
+	Continent         geoip2.Continent         `maxminddb:"continent"`
+	Location          geoip2.Location          `maxminddb:"location"`
+	City              geoip2.CityRecord        `maxminddb:"city"`
+	Subdivisions      []geoip2.CitySubdivision `maxminddb:"subdivisions"`
 }
 
 // Open loads the database at path ("" = none) with the overrides (see
@@ -58,9 +57,14 @@ func Open(path string, overrides []geo.Override) (*geo.DB, error) {
 		if err := r.LookupOffset(off).Decode(&rec); err != nil {
 			return geo.Record{}, err
 		}
-		out := geo.Record{Country: rec.Country.ISOCode, Continent: rec.Continent.Code}
-		if rec.Location.Latitude != nil && rec.Location.Longitude != nil {
+		out := geo.Record{
+			Country:           rec.Country.ISOCode,
+			Continent:         rec.Continent.Code,
+			RegisteredCountry: rec.RegisteredCountry.ISOCode,
+		}
+		if rec.Location.HasCoordinates() {
 			out.Lat, out.Lon, out.HasCoords = *rec.Location.Latitude, *rec.Location.Longitude, true
+			out.CountryLevel = out.Country != "" && !rec.City.HasData() && len(rec.Subdivisions) == 0
 		}
 		return out, nil
 	}
