@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,8 +90,21 @@ type Options struct {
 	Listen string
 	// Token is the bearer token mutating calls must carry; "" disables
 	// authentication, which Start allows only on a loopback address.
+	// SetToken replaces it.
 	Token  string
 	Logger *slog.Logger
+
+	// Hosts are the Host header names accepted besides IP literals and
+	// localhost. Any other Host is refused, so a web page on a name that
+	// an attacker re-binds to the node's address (DNS rebinding) cannot
+	// talk to it through a browser.
+	Hosts []string
+	// Pprof serves Go's profiles under /debug/pprof/, to token holders
+	// only; Start refuses it without a token.
+	Pprof bool
+	// Certificate, when set, makes the listener speak TLS only.
+	// SetCertificate replaces it for new connections.
+	Certificate *tls.Certificate
 
 	// Gatherer is what /metrics exposes; nil serves the metrics of
 	// Registerer when that is also a Gatherer, else an empty set.
@@ -126,7 +141,9 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	handler http.Handler
-	tokenH  [sha256.Size]byte
+	token   atomic.Pointer[tokenHash] // never nil
+	cert    atomic.Pointer[tls.Certificate]
+	hosts   map[string]bool
 
 	reloadMu sync.Mutex // one reload at a time, SIGHUP and API alike
 	reload   reloadState
@@ -148,9 +165,14 @@ func New(opts Options) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		opts:   opts,
-		log:    log.With("component", "admin"),
-		tokenH: sha256.Sum256([]byte(opts.Token)),
+		opts:  opts,
+		log:   log.With("component", "admin"),
+		hosts: map[string]bool{"localhost": true},
+	}
+	s.SetToken(opts.Token)
+	s.cert.Store(opts.Certificate)
+	for _, h := range opts.Hosts {
+		s.hosts[strings.ToLower(strings.TrimSuffix(h, "."))] = true
 	}
 	s.reload.ok = true
 	s.reload.at = time.Now()
@@ -175,12 +197,24 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // a non-loopback address without a token: drains and reloads must not be
 // open to the network.
 func (s *Server) Start(ctx context.Context) error {
-	if s.opts.Token == "" && !isLoopback(s.opts.Listen) {
+	if s.token.Load().none && !isLoopback(s.opts.Listen) {
 		return fmt.Errorf("admin listen %q: a token_file is required when the admin address is not loopback", s.opts.Listen)
+	}
+	if s.opts.Pprof && s.token.Load().none {
+		return fmt.Errorf("admin listen %q: pprof needs a token_file: profiles are for token holders only", s.opts.Listen)
 	}
 	ln, err := net.Listen("tcp", s.opts.Listen)
 	if err != nil {
 		return fmt.Errorf("admin listen %q: %w", s.opts.Listen, err)
+	}
+	if s.cert.Load() != nil {
+		ln = tls.NewListener(ln, &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"h2", "http/1.1"},
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return s.cert.Load(), nil
+			},
+		})
 	}
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -205,7 +239,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("admin server stopped", "err", err)
 		}
 	}()
-	s.log.Info("admin listening", "addr", ln.Addr().String(), "auth", s.opts.Token != "")
+	s.log.Info("admin listening", "addr", ln.Addr().String(), "auth", !s.token.Load().none, "tls", s.cert.Load() != nil, "pprof", s.opts.Pprof)
 	return nil
 }
 
@@ -254,17 +288,66 @@ func isLoopback(listen string) bool {
 	return err == nil && a.Unmap().IsLoopback()
 }
 
+// tokenHash is the bearer token as compared: its hash, or none.
+type tokenHash struct {
+	none bool
+	sum  [sha256.Size]byte
+}
+
+// SetToken replaces the bearer token (SIGHUP re-reads the token file, so a
+// token can be rotated without a restart). "" turns authentication off;
+// Start has refused that already on a non-loopback address, so callers
+// must not set "" on one.
+func (s *Server) SetToken(token string) {
+	s.token.Store(&tokenHash{none: token == "", sum: sha256.Sum256([]byte(token))})
+}
+
+// SetCertificate replaces the TLS certificate for new connections; nil is
+// ignored (a listener started with TLS keeps speaking it).
+func (s *Server) SetCertificate(c *tls.Certificate) {
+	if c != nil {
+		s.cert.Store(c)
+	}
+}
+
 // authorized reports whether r may mutate: always when no token is
 // configured, else when it carries "Authorization: Bearer TOKEN". Hashing
 // both sides first makes the comparison constant-time in the length too.
 func (s *Server) authorized(r *http.Request) bool {
-	if s.opts.Token == "" {
-		return true
+	return s.authorizedBy(r, false)
+}
+
+// authorizedBy is authorized; strict refuses every request when no token
+// is configured (for what only token holders may do).
+func (s *Server) authorizedBy(r *http.Request, strict bool) bool {
+	th := s.token.Load()
+	if th.none {
+		return !strict
 	}
 	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	return subtle.ConstantTimeCompare(got[:], s.tokenH[:]) == 1
+	return subtle.ConstantTimeCompare(got[:], th.sum[:]) == 1
+}
+
+// hostAllowed reports whether the request's Host is one this node answers
+// to: an IP literal, localhost, or a name in Options.Hosts. A browser
+// sends the name of the page's origin, so a page served from an
+// attacker's name that re-resolves to this node (DNS rebinding) is turned
+// away even though it reached the right address.
+func (s *Server) hostAllowed(r *http.Request) bool {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSuffix(host, "]"), "["), ".")
+	if host == "" {
+		return false // HTTP/1.1 requires Host; only HTTP/1.0 omits it
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	return s.hosts[strings.ToLower(host)]
 }

@@ -40,12 +40,17 @@ func (s *Server) routes() http.Handler {
 		"/":               {"GET": s.handleIndex},
 	}
 	static := s.staticHandler()
-	profiles := s.mutating(pprofHandler)
+	profiles := s.tokenOnly(pprofHandler)
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.hostAllowed(r) {
+			writeError(w, http.StatusMisdirectedRequest, "host %q is not one of this node's names: use its IP address or localhost, or add the name to admin.hosts", r.Host)
+			s.log.Warn("admin request for a foreign host refused", "host", r.Host, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			return
+		}
 		rt, ok := table[r.URL.Path]
 		if !ok {
-			if strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			if s.opts.Pprof && strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
 				profiles(w, r)
 				return
 			}
@@ -79,8 +84,9 @@ func (s *Server) routes() http.Handler {
 }
 
 // pprofHandler serves Go's runtime profiles under /debug/pprof/, for
-// profiling a node under load. Profiling costs CPU, so it is guarded like a
-// mutating call: it needs the token when one is configured.
+// profiling a node under load. It is off unless admin.pprof is set, and
+// then only for token holders: profiling costs CPU, and a heap profile
+// shows memory contents.
 func pprofHandler(w http.ResponseWriter, r *http.Request) {
 	switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
 	case "profile":
@@ -100,6 +106,25 @@ func pprofHandler(w http.ResponseWriter, r *http.Request) {
 type slogPrinter struct{ s *Server }
 
 func (p slogPrinter) Println(v ...any) { p.s.log.Error("metrics", "err", fmt.Sprint(v...)) }
+
+// tokenOnly guards a handler with the bearer token, which must be
+// configured, and against cross-site browser requests.
+func (s *Server) tokenOnly(h http.HandlerFunc) http.HandlerFunc {
+	var csrf http.CrossOriginProtection
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := csrf.Check(r); err != nil {
+			writeError(w, http.StatusForbidden, "cross-origin request refused: %v", err)
+			return
+		}
+		if !s.authorizedBy(r, true) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gslbd"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			s.log.Warn("unauthorized admin call", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			return
+		}
+		h(w, r)
+	}
+}
 
 // mutating guards a handler that changes state: with the bearer token, and
 // against cross-site browser requests, which matter most when no token is

@@ -122,7 +122,7 @@ addresses = ["198.51.100.20"]
 
 // writeConfig writes files (relative path → content) under a new temp
 // directory and returns the path of its gslbd.toml.
-func writeConfig(t *testing.T, files map[string]string) string {
+func writeConfig(t testing.TB, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for name, body := range files {
@@ -137,7 +137,7 @@ func writeConfig(t *testing.T, files map[string]string) string {
 	return filepath.Join(dir, "gslbd.toml")
 }
 
-func loadSnapshot(t *testing.T, path string) *zones.Snapshot {
+func loadSnapshot(t testing.TB, path string) *zones.Snapshot {
 	t.Helper()
 	cfg, err := config.LoadNodeConfig(path)
 	if err != nil {
@@ -276,7 +276,7 @@ type fixture struct {
 }
 
 // keyOf finds the target key of an address in the snapshot.
-func keyOf(t *testing.T, snap *zones.Snapshot, addr string) string {
+func keyOf(t testing.TB, snap *zones.Snapshot, addr string) string {
 	t.Helper()
 	a := netip.MustParseAddr(addr)
 	for _, tg := range snap.Targets {
@@ -288,13 +288,13 @@ func keyOf(t *testing.T, snap *zones.Snapshot, addr string) string {
 	return ""
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // newFixture builds a Server over testConfig. Monitors ns1 and ns2 vote
 // 198.51.100.10 (iad) down and everything else has no votes (up).
-func newFixture(t *testing.T, token string) *fixture {
+func newFixture(t testing.TB, token string) *fixture {
 	t.Helper()
 	files := maps.Clone(testConfig)
 	db, err := filepath.Abs("../testdata/geo/city.mmdb")
@@ -340,6 +340,8 @@ func newFixture(t *testing.T, token string) *fixture {
 		Reload:   func(ctx context.Context) error { return f.reload(ctx) },
 		NodeName: "ns1",
 		Version:  "v1.2.3-test",
+		Hosts:    []string{"gslb-admin.example.net"},
+		Pprof:    token != "", // profiles need a token
 	})
 	return f
 }

@@ -17,6 +17,7 @@ type recorded struct {
 // serve runs one request through the handler without a socket.
 func serve(s *Server, method, path, token, body string) recorded {
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Host = "127.0.0.1:8053" // httptest's example.com is not a name of ours
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -23,12 +23,22 @@ func ReadKeyFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read mesh key: %w", err)
 	}
+	key, err := ParseKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("read mesh key %s: %w", path, err)
+	}
+	return key, nil
+}
+
+// ParseKey decodes a mesh key file's content: base64 of 16, 24 or 32
+// bytes, blanks around it ignored.
+func ParseKey(raw []byte) ([]byte, error) {
 	key, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(raw)))
 	if err != nil {
-		return nil, fmt.Errorf("read mesh key %s: not base64: %w", path, err)
+		return nil, fmt.Errorf("not base64: %w", err)
 	}
 	if n := len(key); n != 16 && n != 24 && n != 32 {
-		return nil, fmt.Errorf("read mesh key %s: %d bytes, want 16, 24 or 32 (use `gslbd keygen`)", path, n)
+		return nil, fmt.Errorf("%d bytes, want 16, 24 or 32 (use `gslbd keygen`)", n)
 	}
 	return key, nil
 }

@@ -129,6 +129,8 @@ type Mesh struct {
 	digests    *memberlist.TransmitLimitedQueue
 	numAlive   atomic.Int64
 	stats      stats
+	// keyErrLogged: the join failure for a wrong key was logged (keyerr.go).
+	keyErrLogged atomic.Bool
 
 	health  atomic.Pointer[health]
 	changes chan struct{}
@@ -233,7 +235,7 @@ func (m *Mesh) config() (*memberlist.Config, error) {
 	cfg.Delegate = (*delegate)(m)
 	cfg.Events = (*events)(m)
 	cfg.Conflict = (*events)(m)
-	cfg.Logger = log.New(&logWriter{log: m.log}, "", 0)
+	cfg.Logger = log.New(&logWriter{log: m.log, stats: &m.stats}, "", 0)
 	if len(m.opts.SecretKey) > 0 {
 		cfg.SecretKey = slices.Clone(m.opts.SecretKey)
 	}
@@ -341,6 +343,9 @@ func (m *Mesh) join(ctx context.Context, peers []string, every time.Duration) bo
 			return true
 		}
 		m.log.Debug("join failed", "peers", peers, "attempt", attempt, "err", err)
+		if err != nil {
+			m.joinKeyError(peers, err)
+		}
 		t := time.NewTimer(every/2 + rand.N(every))
 		select {
 		case <-ctx.Done():
@@ -674,7 +679,11 @@ func (h *health) Drained(pool, site string, addr netip.Addr) bool {
 
 // logWriter feeds memberlist's log lines ("[LEVEL] memberlist: text") into
 // slog at the matching level.
-type logWriter struct{ log *slog.Logger }
+type logWriter struct {
+	log   *slog.Logger
+	stats *stats     // counts what keyCause recognises as dropped
+	keys  keyLimiter // rate-limits those errors (keyerr.go)
+}
 
 func (w *logWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
@@ -686,6 +695,12 @@ func (w *logWriter) Write(p []byte) (int, error) {
 		}
 	}
 	line = strings.TrimPrefix(line, "memberlist: ")
+	if level >= slog.LevelWarn {
+		if cause := keyCause(line); cause != "" {
+			w.logKeyError(cause, line)
+			return len(p), nil
+		}
+	}
 	w.log.Log(context.Background(), level, line, "source", "memberlist")
 	return len(p), nil
 }

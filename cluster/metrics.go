@@ -13,10 +13,11 @@ const (
 	dropSize           // over the size bounds
 	dropVersion        // unknown version or type
 	dropQueue          // the reliable-send worker was behind
+	dropKey            // a packet or stream that another mesh key or label made unreadable
 	numDrops
 )
 
-var dropReasons = [numDrops]string{"decode", "size", "version", "queue"}
+var dropReasons = [numDrops]string{"decode", "size", "version", "queue", "key"}
 
 type stats struct {
 	msgIn, msgOut, bytesIn, bytesOut atomic.Uint64

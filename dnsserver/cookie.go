@@ -121,14 +121,15 @@ func (q *query) checkCookie(cs *cookieSecrets, client netip.Addr, now uint32) {
 		return
 	}
 	want := binary.LittleEndian.Uint64(sc[8:])
-	if cookieHash(&cs.cur, &q.clientCookie, sc[:8], client) != want &&
-		!(cs.hasPrev && cookieHash(&cs.prev, &q.clientCookie, sc[:8], client) == want) {
+	cur := cookieHash(&cs.cur, &q.clientCookie, sc[:8], client) == want
+	if !cur && !(cs.hasPrev && cookieHash(&cs.prev, &q.clientCookie, sc[:8], client) == want) {
 		return
 	}
 	q.cookie = cookieValid
-	// A fresh enough cookie is echoed as it came (RFC 9018 §4.3 allows
-	// it); an older one is replaced.
-	q.echoCookie = age <= int32(cookieRefreshAge/time.Second)
+	// A fresh cookie of the current secret is echoed as it came (RFC 9018
+	// §4.3 allows it); an older one, or one of the previous secret, is
+	// replaced, so clients move to the new secret after a rotation.
+	q.echoCookie = cur && age <= int32(cookieRefreshAge/time.Second)
 }
 
 // putServerCookie writes the server cookie of a response into b (16

@@ -153,6 +153,9 @@ func TestCookies(t *testing.T) {
 	if s.ctr.cookies[cookieValid].Load() != 11 {
 		t.Errorf("cookie of the previous secret not accepted after rotation")
 	}
+	if c := respCookie(t, r); c == cc+sc || len(c) != 48 {
+		t.Errorf("after a rotation the answer kept the previous secret's cookie: %s", c)
+	}
 	s.SetCookieSecret(RandomCookieSecret())
 	handleMsg(t, s, cookieQuery("static.gslb.example.com.", cc, sc), src, false)
 	if s.ctr.cookies[cookieValid].Load() != 11 {

@@ -159,6 +159,11 @@ func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
 		// client, and secondaries of a GSLB zone would serve stale ones.
 		return s.finish(&w, &q, pkt, rcRefused)
 	}
+	if q.qtype == dns.TypeNXNAME {
+		// RFC 9824 §3.5: NXNAME is a meta-type of compact denial, never a
+		// question.
+		return s.finish(&w, &q, pkt, rcFormErr)
+	}
 	// The closest enclosing zone: the longest suffix of the name, at a
 	// label boundary, that is an origin of ours.
 	var z *zone
@@ -196,6 +201,11 @@ func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
 		client = zones.Client{Addr: q.ecsIP, ECS: true, SourcePrefix: q.ecsSource}
 	}
 	r := resolver{st: st, z: z, q: &q, w: &w, soaPtr: uint16(headerLen + zoff)}
+	if z.keys != nil {
+		r.sg.now = time.Now()
+		r.sg.st = z.keys.At(r.sg.now)
+		r.sg.sign = q.do
+	}
 	rc = r.resolve(s, client)
 	if q.rrl != nil && rc == rcNoError {
 		q.synth = z.names[string(q.lname[:q.qlen])] == nil

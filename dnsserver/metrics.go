@@ -7,6 +7,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"gslbd/dnssec"
 )
 
 // Counting on the hot path is one atomic add into a cell the table found at
@@ -88,6 +90,10 @@ type counterSet struct {
 	rrlLimited [rrlClasses]atomic.Uint64
 	rrlSlipped [rrlClasses]atomic.Uint64
 	cookies    [len(cookieStateNames)]atomic.Uint64
+
+	// sigs is the server's signature cache, whose own counters are
+	// exported at scrape time.
+	sigs *dnssec.Cache
 }
 
 func newCounterSet() *counterSet {
@@ -134,11 +140,14 @@ var (
 	descRRLLimited = prometheus.NewDesc("gslbd_dns_rrl_limited_total", "UDP responses over their rate limit (dropped or slipped), by answer class.", []string{"class"}, nil)
 	descRRLSlipped = prometheus.NewDesc("gslbd_dns_rrl_slipped_total", "Limited UDP responses sent anyway, truncated or BADCOOKIE, by answer class.", []string{"class"}, nil)
 	descCookies    = prometheus.NewDesc("gslbd_dns_cookie_queries_total", "Queries with a DNS COOKIE option, by what their server cookie was: client_only, invalid or valid.", []string{"state"}, nil)
+	descSigLookups = prometheus.NewDesc("gslbd_dnssec_signature_cache_lookups_total", "RRsets of signed answers looked up in the signature cache, by result: hit, or miss (then signed).", []string{"result"}, nil)
+	descSigned     = prometheus.NewDesc("gslbd_dnssec_signatures_total", "RRSIG records made (one per RRset and signing key).", nil, nil)
+	descSignFailed = prometheus.NewDesc("gslbd_dnssec_signing_failures_total", "RRsets of signed zones sent without signatures: no key of the zone was active, or signing failed.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *counterSet) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueries, descAnswers, descECS, descTruncated, descDropped, descTCPOpened, descTCPRefused, descTCPSource, descTCPOpen, descRRLLimited, descRRLSlipped, descCookies} {
+	for _, d := range []*prometheus.Desc{descQueries, descAnswers, descECS, descTruncated, descDropped, descTCPOpened, descTCPRefused, descTCPSource, descTCPOpen, descRRLLimited, descRRLSlipped, descCookies, descSigLookups, descSigned, descSignFailed} {
 		ch <- d
 	}
 }
@@ -197,5 +206,12 @@ func (c *counterSet) Collect(ch chan<- prometheus.Metric) {
 	}
 	for i := cookieClient; i < len(cookieStateNames); i++ {
 		ch <- prometheus.MustNewConstMetric(descCookies, prometheus.CounterValue, float64(c.cookies[i].Load()), cookieStateNames[i])
+	}
+	if c.sigs != nil {
+		st := c.sigs.Stats()
+		ch <- prometheus.MustNewConstMetric(descSigLookups, prometheus.CounterValue, float64(st.Hits), "hit")
+		ch <- prometheus.MustNewConstMetric(descSigLookups, prometheus.CounterValue, float64(st.Misses), "miss")
+		ch <- prometheus.MustNewConstMetric(descSigned, prometheus.CounterValue, float64(st.Signed))
+		ch <- prometheus.MustNewConstMetric(descSignFailed, prometheus.CounterValue, float64(st.Failed))
 	}
 }

@@ -17,6 +17,7 @@ type resolver struct {
 	q      *query
 	w      *writer
 	soaPtr uint16 // compression pointer to the zone origin inside the question
+	sg     signing
 
 	aa    bool
 	scope uint8
@@ -44,18 +45,18 @@ func (r *resolver) resolve(s *Server, client zones.Client) int {
 				}
 			}
 			if ce == nil {
-				return r.negative(rcNXDomain)
+				return r.negative(s, rcNXDomain, o, name, nil)
 			}
 			if ce.cut != nil {
 				if hop > 0 {
 					return rcNoError // the chain leaves our authority
 				}
-				return r.referral(ce.cut)
+				return r.referral(s, ce.cut)
 			}
 			l := copy(wild[:], "\x01*")
 			l += copy(wild[l:], ce.wire)
 			if n = z.names[string(wild[:l])]; n == nil {
-				return r.negative(rcNXDomain)
+				return r.negative(s, rcNXDomain, o, name, nil)
 			}
 		} else if n.cut != nil && !(n.cut == n && q.qtype == dns.TypeDS) {
 			// DS at the cut belongs to the parent side; everything else
@@ -63,17 +64,17 @@ func (r *resolver) resolve(s *Server, client zones.Client) int {
 			if hop > 0 {
 				return rcNoError
 			}
-			return r.referral(n.cut)
+			return r.referral(s, n.cut)
 		}
 		if n.cname == nil || q.qtype == dns.TypeCNAME || q.qtype == dns.TypeANY {
-			return r.answer(s, client, n, o)
+			return r.answer(s, client, n, o, name)
 		}
 		for _, v := range visited[:hop] {
 			if v == n {
 				return rcNoError // a loop: stop with what was written
 			}
 		}
-		first := r.w.rrset(o, n.cname, &r.w.an)
+		first := r.put(s, o, name, n.cname, &r.w.an)
 		if first == 0 || hop+1 == maxCNAMEHops || !inZone(n.cname.target, z.wire) {
 			return rcNoError
 		}
@@ -87,30 +88,37 @@ func (r *resolver) resolve(s *Server, client zones.Client) int {
 	}
 }
 
-// answer writes the data of qtype at n (which is not a delegation).
-func (r *resolver) answer(s *Server, client zones.Client, n *node, o owner) int {
+// answer writes the data of qtype at n (which is not a delegation); name
+// is the owner asked for, in lower-case wire form.
+func (r *resolver) answer(s *Server, client zones.Client, n *node, o owner, name []byte) int {
 	qt := r.q.qtype
 	switch {
 	case qt == dns.TypeANY:
 		// RFC 8482 §4.2: one RRset is enough; a name with only pool data
 		// gets the synthesized HINFO.
 		if len(n.rrsets) > 0 {
-			r.w.rrset(o, n.rrsets[0], &r.w.an)
+			r.put(s, o, name, n.rrsets[0], &r.w.an)
 			return rcNoError
 		}
 		if n.pool != nil {
-			r.w.rrset(o, r.st.t.hinfo, &r.w.an)
+			r.put(s, o, name, r.st.t.hinfo, &r.w.an)
 			return rcNoError
 		}
-		return r.negative(rcNoError)
+		return r.negative(s, rcNoError, o, name, n)
 	case (qt == dns.TypeA || qt == dns.TypeAAAA) && n.pool != nil:
-		return r.pool(s, client, n.pool, o)
+		return r.pool(s, client, n, o, name)
 	}
 	rs := n.find(qt)
-	if rs == nil {
-		return r.negative(rcNoError)
+	var keys rrset
+	if rs == nil && n == r.z.apex && r.sg.st != nil && keySet(r.sg.st, qt, &keys) {
+		rs = &keys
 	}
-	if r.w.rrset(o, rs, &r.w.an) != 0 {
+	if rs == nil {
+		return r.negative(s, rcNoError, o, name, n)
+	}
+	// Signed answers leave out the helpful additional addresses rather
+	// than carry them unsigned (RFC 4035 §3.1.1 wants their RRSIGs too).
+	if r.put(s, o, name, rs, &r.w.an) != 0 && !r.sg.sign {
 		r.w.extra(rs.additional)
 	}
 	return rcNoError
@@ -120,7 +128,8 @@ func (r *resolver) answer(s *Server, client zones.Client, n *node, o owner) int 
 // from r: Select's arguments leak to the heap as far as escape analysis
 // can tell, and anything loaded from r would drag the per-query structs r
 // points at (query, writer) to the heap with them.
-func (r *resolver) pool(s *Server, client zones.Client, p *zones.Pool, o owner) int {
+func (r *resolver) pool(s *Server, client zones.Client, n *node, o owner, name []byte) int {
+	p := n.pool
 	sc := s.scratch.Get().(*scratch)
 	if cap(sc.addrs) < r.st.t.maxAddrs {
 		sc.addrs = make([]netip.Addr, 0, r.st.t.maxAddrs)
@@ -131,9 +140,9 @@ func (r *resolver) pool(s *Server, client zones.Client, p *zones.Pool, o owner) 
 	}
 	rc := rcNoError
 	if res.NoData || len(res.Addrs) == 0 {
-		rc = r.negative(rcNoError)
+		rc = r.negative(s, rcNoError, o, name, n)
 	} else {
-		r.w.addrs(o, r.q.qtype, res.TTL, res.Addrs)
+		r.putAddrs(s, o, name, res.TTL, res.Addrs)
 		if res.Pool != nil && res.Site != nil && res.Pool.Index < len(r.st.t.sites) {
 			if cells := r.st.t.sites[res.Pool.Index]; res.Site.Index < len(cells) {
 				cells[res.Site.Index].Add(1)
@@ -146,8 +155,12 @@ func (r *resolver) pool(s *Server, client zones.Client, p *zones.Pool, o owner) 
 }
 
 // negative puts the zone SOA, with the negative-caching TTL, in the
-// authority section (RFC 2308 §3).
-func (r *resolver) negative(rc int) int {
+// authority section (RFC 2308 §3); signed, the compact denial of deny
+// for the name at o (name in lower-case wire form, n its node or nil).
+func (r *resolver) negative(s *Server, rc int, o owner, name []byte, n *node) int {
+	if r.sg.sign {
+		return r.deny(s, rc, o, name, n)
+	}
 	w := r.w
 	if len(r.z.soaNeg) == 0 {
 		return rc
@@ -164,13 +177,23 @@ func (r *resolver) negative(rc int) int {
 
 // referral answers a name at or below a delegation: not authoritative,
 // the cut's NS in authority and their in-zone addresses as glue.
-func (r *resolver) referral(cut *node) int {
+// Signed, it adds the cut's DS RRset with its RRSIGs or the NSEC that
+// proves there is none (RFC 4035 §3.1.4); NS and glue are never signed.
+func (r *resolver) referral(s *Server, cut *node) int {
 	r.aa = false
 	ns := cut.find(dns.TypeNS)
 	o := owner{ptr: uint16(headerLen + r.q.qlen - len(cut.wire))}
-	if r.w.rrset(o, ns, &r.w.ns) != 0 {
-		r.w.extra(ns.additional)
+	if r.w.rrset(o, ns, &r.w.ns) == 0 {
+		return rcNoError
 	}
+	if r.sg.sign {
+		if ds := cut.find(dns.TypeDS); ds != nil {
+			r.put(s, o, cut.wire, ds, &r.w.ns)
+		} else {
+			r.denyDS(s, o, cut)
+		}
+	}
+	r.w.extra(ns.additional)
 	return rcNoError
 }
 

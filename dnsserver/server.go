@@ -59,6 +59,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"gslbd/dnssec"
 	"gslbd/zones"
 )
 
@@ -101,6 +102,9 @@ type Config struct {
 	// RRL is response rate limiting of UDP answers; off unless
 	// RRL.ResponsesPerSecond > 0. SetRRL changes it later.
 	RRL RRLConfig
+	// SignatureCache is how many RRSIG sets of signed zones are kept
+	// (default dnssec.DefaultCacheEntries); it bounds the cache's memory.
+	SignatureCache int
 }
 
 func (c *Config) defaults() {
@@ -151,8 +155,9 @@ type Server struct {
 	rrl     atomic.Pointer[limiter]       // nil: no rate limiting
 	cookies atomic.Pointer[cookieSecrets] // set by New; replaced by SetCookieSecret
 
-	scratch sync.Pool // *scratch
-	bufs    sync.Pool // *[]byte of 2+65535: a TCP message with its length
+	scratch sync.Pool     // *scratch
+	sigs    *dnssec.Cache // signatures of signed zones, kept across reloads
+	bufs    sync.Pool     // *[]byte of 2+65535: a TCP message with its length
 
 	sampleEvery uint64
 	sampleN     atomic.Uint64
@@ -187,7 +192,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server {
 		sources: map[netip.Addr]int{},
 		raw:     map[int]struct{}{},
 		done:    make(chan struct{}),
+		sigs:    dnssec.NewCache(cfg.SignatureCache),
 	}
+	s.ctr.sigs = s.sigs
 	s.scratch.New = func() any { return &scratch{} }
 	s.cookies.Store(&cookieSecrets{cur: RandomCookieSecret()})
 	if cfg.RRL.Enabled() {

@@ -1,13 +1,17 @@
 package dnsserver
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 
 	"github.com/miekg/dns"
 
+	"gslbd/dnssec"
 	"gslbd/zones"
 )
 
@@ -36,6 +40,11 @@ type zone struct {
 	soaNeg []byte
 	apex   *node
 	ctr    *zoneCounters // this origin's query counters, kept across reloads
+
+	// keys sign the zone; nil when it is unsigned. soaSigned is the
+	// negative-answer SOA as the signer sees it.
+	keys      *dnssec.Zone
+	soaSigned dnssec.RRset
 }
 
 // node is one owner name of a zone, or an empty non-terminal (no rrsets,
@@ -50,6 +59,10 @@ type node struct {
 	// below the apex), nil when the name is in authoritative data.
 	cut   *node
 	isCut bool
+	// types lists the types at the name, ascending, for the NSEC bitmap
+	// of signed negative answers: at a cut only NS and DS, the types the
+	// parent side is authoritative for.
+	types []uint16
 }
 
 // rrset is one packed RRset. Each tail is TYPE CLASS TTL RDLENGTH RDATA,
@@ -63,6 +76,10 @@ type rrset struct {
 	additional [][]byte
 	// target is the alias target of a CNAME, lower-case wire.
 	target []byte
+	// ttl is the RRset's TTL and rdata the records' RDATA, sorted: what
+	// a signature covers, besides the owner and type.
+	ttl   uint32
+	rdata [][]byte
 }
 
 func (s *rrset) wireLen(ownerLen int) int { return s.size + len(s.tails)*ownerLen }
@@ -98,6 +115,7 @@ func compile(snap *zones.Snapshot, log *slog.Logger, ctrs *counterSet) *table {
 	for _, zz := range snap.Zones {
 		z := &zone{origin: zz.Origin, wire: wireName(zz.Origin), names: make(map[string]*node, len(zz.Names)*2)}
 		z.ctr = ctrs.zone(zz.Origin)
+		z.keys = zz.DNSSEC
 		for owner, nm := range zz.Names {
 			n := z.ensure(wireName(owner))
 			n.pool = nm.Pool
@@ -112,6 +130,7 @@ func compile(snap *zones.Snapshot, log *slog.Logger, ctrs *counterSet) *table {
 			soa := *zz.SOA
 			soa.Hdr.Ttl = zz.NegativeTTL()
 			z.soaNeg = packTail(&soa, log)
+			z.soaSigned = dnssec.RRset{Owner: z.wire, Type: dns.TypeSOA, TTL: soa.Hdr.Ttl, Rdata: [][]byte{z.soaNeg[10:]}}
 			if !hasType(apex, dns.TypeSOA) {
 				apex.rrsets = append([]*rrset{packRRsets([]dns.RR{zz.SOA}, log)[0]}, apex.rrsets...)
 			}
@@ -145,6 +164,7 @@ func compile(snap *zones.Snapshot, log *slog.Logger, ctrs *counterSet) *table {
 			for _, rs := range n.rrsets {
 				rs.additional = z.additionalFor(rs)
 			}
+			n.types = nodeTypes(n, n == apex && z.keys != nil)
 		}
 		t.zones[string(z.wire)] = z
 	}
@@ -243,6 +263,9 @@ func packRRsets(rrs []dns.RR, log *slog.Logger) []*rrset {
 		}
 		rs.tails = append(rs.tails, tail)
 		rs.size += len(tail)
+		rs.ttl = binary.BigEndian.Uint32(tail[4:])
+		rs.rdata = append(rs.rdata, tail[10:])
+		slices.SortFunc(rs.rdata, bytes.Compare)
 		if cn, ok := rr.(*dns.CNAME); ok {
 			rs.target = wireName(strings.ToLower(cn.Target))
 		}
@@ -307,4 +330,23 @@ func toLower(c byte) byte {
 		return c + 'a' - 'A'
 	}
 	return c
+}
+
+// nodeTypes lists the types at n for NSEC bitmaps, ascending. signedApex
+// adds the key RRsets that the zone's keys put at the apex.
+func nodeTypes(n *node, signedApex bool) []uint16 {
+	var ts []uint16
+	for _, rs := range n.rrsets {
+		if !n.isCut || rs.rtype == dns.TypeNS || rs.rtype == dns.TypeDS {
+			ts = append(ts, rs.rtype)
+		}
+	}
+	if n.pool != nil && !n.isCut {
+		ts = append(ts, dns.TypeA, dns.TypeAAAA)
+	}
+	if signedApex {
+		ts = append(ts, dns.TypeDNSKEY, dns.TypeCDS, dns.TypeCDNSKEY)
+	}
+	slices.Sort(ts)
+	return slices.Compact(ts)
 }

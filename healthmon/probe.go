@@ -27,6 +27,12 @@ import (
 // path that serves a large file to cost anything.
 const maxBody = 64 << 10
 
+// maxHead bounds the status line and headers of a probe's response: a
+// backend that streams an endless header (broken, or hostile) costs this
+// much memory and fails the probe, instead of growing a buffer until the
+// deadline.
+const maxHead = 16 << 10
+
 // netProber probes over real sockets. Every probe dials its own
 // connection and closes it, as a client would: a pooled connection would
 // keep passing after the backend stopped accepting new ones. HTTP is
@@ -145,10 +151,17 @@ func (p *netProber) Probe(ctx context.Context, t zones.Target) error {
 	if err := bw.Flush(); err != nil {
 		return stageError("send", err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 4096), req)
+	// Everything is read through one budget: maxHead for the head, then
+	// maxBody more for the body.
+	lr := &io.LimitedReader{R: conn, N: maxHead}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(lr, 4096), req)
 	if err != nil {
+		if lr.N == 0 {
+			return &probeError{class: "other", reason: fmt.Sprintf("response header larger than %d KiB", maxHead>>10), err: err}
+		}
 		return stageError("response", err)
 	}
+	lr.N += maxBody
 	// The status decides; the body is drained only so the backend sees a
 	// complete exchange, and its errors do not matter.
 	io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))

@@ -20,6 +20,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"gslbd/dnssec"
 	"gslbd/geo"
 )
 
@@ -70,6 +71,9 @@ type Zone struct {
 	// SOA and NS records first. Empty non-terminals (names that exist only
 	// because a name below them does) are present with no RRs and no Pool.
 	Names map[string]*Name
+	// DNSSEC holds the zone's keys when its file has a [dnssec] table;
+	// nil for an unsigned zone.
+	DNSSEC *dnssec.Zone
 }
 
 // NegativeTTL is the TTL of the SOA in negative answers (RFC 2308 §5):

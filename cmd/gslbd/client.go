@@ -6,11 +6,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"slices"
@@ -33,12 +36,14 @@ const clientTimeout = 30 * time.Second
 type clientFlags struct {
 	admin     string
 	tokenFile string
+	caFile    string
 	json      bool
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.admin, "admin", admin.DefaultURL, "admin API `URL` of the node")
 	fs.StringVar(&c.tokenFile, "token-file", "", "read the bearer token from `FILE` (default: $GSLBD_TOKEN)")
+	fs.StringVar(&c.caFile, "ca-file", "", "trust the PEM certificates in `FILE` for an https:// admin URL (default: the system roots)")
 	fs.BoolVar(&c.json, "json", false, "print JSON for scripts instead of tables")
 }
 
@@ -47,7 +52,7 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 func (c *clientFlags) client() (*admin.Client, error) {
 	tok := os.Getenv("GSLBD_TOKEN")
 	if c.tokenFile != "" {
-		b, err := os.ReadFile(c.tokenFile)
+		b, _, err := config.ReadFile(c.tokenFile, config.MaxSecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("read token file: %w", err)
 		}
@@ -57,7 +62,19 @@ func (c *clientFlags) client() (*admin.Client, error) {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base // "127.0.0.1:8053" is what people type
 	}
-	return &admin.Client{Base: base, Token: strings.TrimSpace(tok)}, nil
+	cl := &admin.Client{Base: base, Token: strings.TrimSpace(tok)}
+	if c.caFile != "" {
+		pem, _, err := config.ReadFile(c.caFile, config.MaxSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("read -ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("read -ca-file %s: no PEM certificate in it", c.caFile)
+		}
+		cl.HTTP = &http.Client{Timeout: clientTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	}
+	return cl, nil
 }
 
 // parseInterleaved parses flags that may come before, between or after the
@@ -129,6 +146,7 @@ func printJSON(w io.Writer, v any) {
 
 // cmdStatus: gslbd status [-admin URL] [-json].
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	stdout, stderr = safeWriter{stdout}, safeWriter{stderr}
 	var cf clientFlags
 	fs := newFlagSet("status", "gslbd status [-admin URL] [-json]", stderr)
 	cf.register(fs)
@@ -161,7 +179,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 // printStatus writes the status as tables: node, members, then one row per
 // address.
 func printStatus(w io.Writer, st *admin.Status) {
-	fmt.Fprintf(w, "node %s  version %s", st.Node, st.Version)
+	fmt.Fprintf(w, "node %s  version %s", termSafe(st.Node), termSafe(st.Version))
 	if !st.ConfigLoadedAt.IsZero() {
 		fmt.Fprintf(w, "  config loaded %s", st.ConfigLoadedAt.Local().Format(time.DateTime))
 	}
@@ -170,10 +188,10 @@ func printStatus(w io.Writer, st *admin.Status) {
 	}
 	fmt.Fprintln(w)
 	for _, e := range st.LastReload.Errors {
-		fmt.Fprintf(w, "  reload error: %s\n", e)
+		fmt.Fprintf(w, "  reload error: %s\n", termSafe(e))
 	}
 	for _, warn := range st.Warnings {
-		fmt.Fprintf(w, "  warning: %s\n", warn)
+		fmt.Fprintf(w, "  warning: %s\n", termSafe(warn))
 	}
 	fmt.Fprintln(w)
 
@@ -183,7 +201,7 @@ func printStatus(w io.Writer, st *admin.Status) {
 		fmt.Fprintln(tw, "-\t-\tno mesh")
 	}
 	for _, m := range st.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Name, m.Address, m.State)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", termSafe(m.Name), termSafe(m.Address), termSafe(m.State))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -203,7 +221,7 @@ func printStatus(w io.Writer, st *admin.Status) {
 				case a.Drained:
 					drained = "yes"
 				}
-				reason := a.Reason
+				reason := termSafe(a.Reason)
 				if reason == "" {
 					reason = "-"
 				}
@@ -243,7 +261,7 @@ func votesString(v map[string]string) string {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		b.WriteString(n + "=" + v[n])
+		b.WriteString(termSafe(n) + "=" + termSafe(v[n]))
 	}
 	return b.String()
 }
@@ -257,6 +275,7 @@ func drainName(pool, site string, addr netip.Addr) string {
 
 // cmdDrain: gslbd drain|undrain POOL SITE[/ADDRESS] [-admin URL].
 func cmdDrain(args []string, on bool, stdout, stderr io.Writer) int {
+	stdout, stderr = safeWriter{stdout}, safeWriter{stderr}
 	name := "drain"
 	if !on {
 		name = "undrain"
@@ -306,6 +325,7 @@ func cmdDrain(args []string, on bool, stdout, stderr io.Writer) int {
 // (every address up, only config drains); otherwise it asks the node, which
 // knows the live verdicts and drains.
 func cmdExplain(args []string, stdout, stderr io.Writer) int {
+	stdout, stderr = safeWriter{stdout}, safeWriter{stderr}
 	var cf clientFlags
 	fs := newFlagSet("explain", "gslbd explain NAME [TYPE] -client IP [-ecs BITS] [-admin URL | -config FILE] [-json]", stderr)
 	cf.register(fs)
@@ -503,14 +523,26 @@ func plural(n int, what string) string {
 
 // cmdKeygen: gslbd keygen [-json]. Prints a new random mesh key, base64.
 func cmdKeygen(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("keygen", "gslbd keygen [-json]", stderr)
+	fs := newFlagSet("keygen", "gslbd keygen [-json] | gslbd keygen -dnssec ZONE -out DIR [-role csk|ksk|zsk] [-algorithm 13|15]", stderr)
 	asJSON := fs.Bool("json", false, `print {"key": "..."} instead of the bare key`)
+	zone := fs.String("dnssec", "", "write a DNSSEC key pair for `ZONE` (BIND format) instead of a mesh key")
+	out := fs.String("out", "", "with -dnssec: the `DIR` the key pair is written to")
+	role := fs.String("role", "csk", "with -dnssec: csk (one key signs everything), ksk or zsk")
+	alg := fs.Int("algorithm", 13, "with -dnssec: 13 (ECDSAP256SHA256) or 15 (ED25519)")
+	ttl := fs.Uint("ttl", 3600, "with -dnssec: the TTL written in the .key file and its DS")
+	times := map[string]string{}
+	for _, name := range []string{"publish", "activate", "inactive", "delete"} {
+		fs.Func(name, "with -dnssec: key `time` (YYYYMMDDHHMMSS UTC, RFC 3339, now or +DURATION)", func(v string) error { times[name] = v; return nil })
+	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return parseFailed(err)
 	}
 	if len(pos) > 0 {
 		return usageError(stderr, fs, "unexpected argument %q", pos[0])
+	}
+	if *zone != "" {
+		return dnssecKeygen(*zone, *out, *role, *alg, *ttl, times, stdout, stderr)
 	}
 	enc := cluster.GenerateKey()
 	if *asJSON {

@@ -35,6 +35,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(rest, stdout, stderr)
 	case "keygen":
 		return cmdKeygen(rest, stdout, stderr)
+	case "dnssec":
+		return cmdDNSSEC(rest, stdout, stderr)
 	case "status":
 		return cmdStatus(rest, stdout, stderr)
 	case "explain":
@@ -71,6 +73,10 @@ commands:
   undrain POOL SITE[/ADDRESS] [-admin URL]
           mesh-wide maintenance switch
   keygen  print a new random mesh encryption key
+  keygen  -dnssec ZONE -out DIR [-role csk|ksk|zsk] [-algorithm 13|15]
+          write a DNSSEC key pair in BIND format (K<zone>.+<alg>+<id>.key/.private)
+  dnssec  ds ZONE [-config FILE]
+          print the DS records of a signed zone for its parent
   version print version, commit and Go version
 
 Run 'gslbd <command> -h' for the flags of a command.

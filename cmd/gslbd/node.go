@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,11 +56,20 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 	}
 	n := &node{path: path, log: log, reg: prometheus.NewRegistry(), snap: snap}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	warnReadable(log, cfg)
+	sec, err := readSecrets(cfg)
+	if err != nil {
+		return nil, err
+	}
 
 	var key []byte
 	if cfg.Cluster.SecretFile != "" {
-		if key, err = cluster.ReadKeyFile(cfg.Cluster.SecretFile); err != nil {
-			return nil, err
+		raw, _, err := config.ReadFile(cfg.Cluster.SecretFile, config.MaxSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("read mesh key: %w", err)
+		}
+		if key, err = cluster.ParseKey(raw); err != nil {
+			return nil, fmt.Errorf("read mesh key %s: %w", cfg.Cluster.SecretFile, err)
 		}
 	}
 	n.mesh, err = cluster.New(cluster.Options{
@@ -88,33 +98,33 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 	}
 	if len(cfg.DNS.Listen) > 0 {
 		n.dns = dnsserver.New(dnsserver.Config{
-			Listen:         cfg.DNS.Listen,
-			UDPSize:        cfg.DNS.UDPSize,
-			TCPIdleTimeout: cfg.DNS.TCPIdleTimeout.Duration,
-			MaxTCPConns:    cfg.DNS.MaxTCPConns,
-			QueryLogSample: querySample(cfg.Log),
+			Listen:               cfg.DNS.Listen,
+			UDPSize:              cfg.DNS.UDPSize,
+			TCPIdleTimeout:       cfg.DNS.TCPIdleTimeout.Duration,
+			MaxTCPConns:          cfg.DNS.MaxTCPConns,
+			MaxTCPConnsPerSource: cfg.DNS.MaxTCPConnsPerSource,
+			QueryLogSample:       querySample(cfg.Log),
+			RRL:                  rrlConfig(cfg.DNS.RRL),
 		}, log, n.reg)
+		if sec.cookie != nil {
+			n.dns.SetCookieSecret(*sec.cookie)
+		}
 	}
 	if cfg.Admin.Listen != "" {
-		var token string
-		if cfg.Admin.TokenFile != "" {
-			b, err := os.ReadFile(cfg.Admin.TokenFile)
-			if err != nil {
-				return nil, fmt.Errorf("read admin token: %w", err)
-			}
-			token = strings.TrimSpace(string(b))
-		}
 		opts := admin.Options{
-			Listen:     cfg.Admin.Listen,
-			Token:      token,
-			NodeName:   cfg.Node.Name,
-			Version:    version,
-			Logger:     log,
-			Gatherer:   n.reg,
-			Registerer: n.reg,
-			Source:     n,
-			Mesh:       meshAdapter{n.mesh},
-			Reload:     n.reload,
+			Listen:      cfg.Admin.Listen,
+			Token:       sec.token,
+			Hosts:       cfg.Admin.Hosts,
+			Pprof:       cfg.Admin.Pprof,
+			Certificate: sec.cert,
+			NodeName:    cfg.Node.Name,
+			Version:     version,
+			Logger:      log,
+			Gatherer:    n.reg,
+			Registerer:  n.reg,
+			Source:      n,
+			Mesh:        meshAdapter{n.mesh},
+			Reload:      n.reload,
 		}
 		if n.mon != nil {
 			opts.Monitor = monitorAdapter{n.mon}
@@ -191,11 +201,17 @@ func (n *node) reload(ctx context.Context) error {
 		n.log.Error("reload failed; keeping the running configuration", "errors", strings.Count(err.Error(), "\n")+1)
 		return err
 	}
+	sec, err := readSecrets(cfg)
+	if err != nil {
+		n.log.Error("reload failed; keeping the running configuration", "err", err)
+		return err
+	}
 	n.mu.Lock()
 	n.snap = snap
 	n.applyTargets()
 	n.publish()
 	n.mu.Unlock()
+	n.applySecrets(cfg, sec)
 	for _, w := range snap.Warnings {
 		n.log.Warn("config", "warning", w)
 	}
@@ -313,4 +329,107 @@ func formatVotes(votes map[string]bool) string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, " ")
+}
+
+// secrets are what the node reads from the files the config names besides
+// zones and pools: at start, and again on every reload so that a token, a
+// cookie secret or a certificate can be rotated without a restart.
+type secrets struct {
+	token  string                  // "" without admin.token_file
+	cookie *dnsserver.CookieSecret // nil without dns.cookies.secret_file
+	cert   *tls.Certificate        // nil without admin TLS
+}
+
+// readSecrets reads them through config.ReadFile: bounded, regular files
+// only.
+func readSecrets(cfg *config.NodeConfig) (secrets, error) {
+	var sec secrets
+	if p := cfg.Admin.TokenFile; p != "" {
+		b, _, err := config.ReadFile(p, config.MaxSecretFile)
+		if err != nil {
+			return sec, fmt.Errorf("read admin token: %w", err)
+		}
+		if sec.token = strings.TrimSpace(string(b)); sec.token == "" {
+			return sec, fmt.Errorf("read admin token %s: the file is empty", p)
+		}
+	}
+	if p := cfg.DNS.Cookies.SecretFile; p != "" {
+		b, _, err := config.ReadFile(p, config.MaxSecretFile)
+		if err != nil {
+			return sec, fmt.Errorf("read cookie secret: %w", err)
+		}
+		c, err := dnsserver.ParseCookieSecret(string(b))
+		if err != nil {
+			return sec, fmt.Errorf("read cookie secret %s: %w", p, err)
+		}
+		sec.cookie = &c
+	}
+	if cfg.Admin.CertFile != "" {
+		certPEM, _, err := config.ReadFile(cfg.Admin.CertFile, config.MaxSecretFile)
+		if err != nil {
+			return sec, fmt.Errorf("read admin certificate: %w", err)
+		}
+		keyPEM, _, err := config.ReadFile(cfg.Admin.KeyFile, config.MaxSecretFile)
+		if err != nil {
+			return sec, fmt.Errorf("read admin key: %w", err)
+		}
+		c, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return sec, fmt.Errorf("load admin certificate %s with key %s: %w", cfg.Admin.CertFile, cfg.Admin.KeyFile, err)
+		}
+		sec.cert = &c
+	}
+	return sec, nil
+}
+
+// applySecrets hands re-read secrets and rate limits to the running
+// components. The admin listener's address, TLS on or off, and the DNS
+// listeners stay as they started.
+func (n *node) applySecrets(cfg *config.NodeConfig, sec secrets) {
+	if n.dns != nil {
+		n.dns.SetRRL(rrlConfig(cfg.DNS.RRL))
+		if sec.cookie != nil {
+			n.dns.SetCookieSecret(*sec.cookie)
+		}
+	}
+	if n.admin != nil {
+		if sec.token != "" {
+			n.admin.SetToken(sec.token)
+		}
+		n.admin.SetCertificate(sec.cert)
+	}
+}
+
+// rrlConfig maps [dns.rrl] onto the DNS server's settings.
+func rrlConfig(r config.RRLSection) dnsserver.RRLConfig {
+	c := dnsserver.RRLConfig{
+		ResponsesPerSecond: r.ResponsesPerSecond,
+		NXDomainsPerSecond: r.NXDomainsPerSecond,
+		ErrorsPerSecond:    r.ErrorsPerSecond,
+		Window:             r.Window,
+		Slip:               r.Slip,
+		IPv4PrefixLength:   r.IPv4PrefixLength,
+		IPv6PrefixLength:   r.IPv6PrefixLength,
+	}
+	if r.Slip == 0 {
+		c.Slip = dnsserver.NoSlip
+	}
+	return c
+}
+
+// warnReadable warns about key and token files that users other than
+// gslbd's may read: the mesh key decrypts all gossip, the token drains
+// sites, the cookie secret lets anyone forge cookies that skip rate
+// limiting.
+func warnReadable(log *slog.Logger, cfg *config.NodeConfig) {
+	for _, f := range []struct{ key, path string }{
+		{"cluster.secret_file", cfg.Cluster.SecretFile},
+		{"admin.token_file", cfg.Admin.TokenFile},
+		{"admin.key_file", cfg.Admin.KeyFile},
+		{"dns.cookies.secret_file", cfg.DNS.Cookies.SecretFile},
+	} {
+		if f.path != "" && config.GroupOrOtherReadable(f.path) {
+			log.Warn("secret file is readable by group or others; chmod 600 it", "key", f.key, "path", f.path)
+		}
+	}
 }

@@ -34,6 +34,8 @@ func TestReadmeExamples(t *testing.T) {
 	for i, b := range blocks {
 		body := string(b[1])
 		switch {
+		case strings.HasPrefix(body, "# gslbd.toml"):
+			checkReadmeNodeConfig(t, body)
 		case strings.Contains(body, "origin ="):
 			nzones++
 			writeFile(t, filepath.Join(dir, "zones", fmt.Sprintf("readme%d.toml", i)), body)
@@ -171,5 +173,19 @@ func TestReadmeDigLines(t *testing.T) {
 	}
 	if ran < 3 {
 		t.Fatalf("checked %d README dig lines, want at least 3", ran)
+	}
+}
+
+// checkReadmeNodeConfig loads a node config example of the README (one
+// whose first line is "# gslbd.toml"), with the secret files it names.
+func checkReadmeNodeConfig(t *testing.T, body string) {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "gslbd.toml"), body)
+	writeFile(t, filepath.Join(dir, "cookie.key"), "e5e973e5a6b2a43f48e7dc849e37bfcf\n")
+	writeFile(t, filepath.Join(dir, "gossip.key"), "dGhpcyBpcyBub3QgYSByZWFsIGtleSBidXQgMzIgYnk=\n")
+	writeFile(t, filepath.Join(dir, "admin.token"), "readme-token\n")
+	if _, err := config.LoadNodeConfig(filepath.Join(dir, "gslbd.toml")); err != nil {
+		t.Errorf("README node config example does not load:\n%v\n%s", err, body)
 	}
 }

@@ -40,6 +40,12 @@ func Open(path string, overrides []geo.Override) (*geo.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("geo: open %s: %w", path, err)
 	}
+	return OpenBytes(path, buf, overrides)
+}
+
+// OpenBytes is Open for a database already read into buf; path names it
+// in errors. The buffer is not kept.
+func OpenBytes(path string, buf []byte, overrides []geo.Override) (*geo.DB, error) {
 	r, err := maxminddb.OpenBytes(buf)
 	if err != nil {
 		return nil, fmt.Errorf("geo: open %s: %w", path, err)

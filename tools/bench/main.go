@@ -63,7 +63,7 @@ func main() {
 	flag.IntVar(&o.lines, "queries", 5000, "queries in the mix file")
 	flag.IntVar(&o.scopeNets, "scope-nets", 500, "client networks in the ECS scope comparison")
 	flag.IntVar(&o.trials, "failover-trials", 3, "failover trials per setup")
-	flag.StringVar(&o.skip, "skip", "", "phases to skip, comma-separated: perf, latency, scope, failover, mesh")
+	flag.StringVar(&o.skip, "skip", "", "phases to skip, comma-separated: perf, dnssec, latency, scope, failover, mesh")
 	flag.DurationVar(&o.timeout, "timeout", 6*time.Minute, "bound on the whole run")
 	flag.IntVar(&o.serverCPU, "server-cpu", 1, "CPU the DNS servers are pinned to (-1: no pinning)")
 	flag.IntVar(&o.loadCPU, "load-cpu", 0, "CPU dnsperf is pinned to (-1: no pinning)")
@@ -155,9 +155,19 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 		}
 		if !skip["perf"] || !skip["latency"] {
 			qfile := filepath.Join(work, "queries.bin")
-			rep.mix, err = writeQueryFile(qfile, nets, o.lines)
+			rep.mix, err = writeQueryFile(qfile, nets, o.lines, false)
 			if err != nil {
 				return err
+			}
+			if !skip["dnssec"] {
+				qfileDO := filepath.Join(work, "queries-do.bin")
+				if _, err := writeQueryFile(qfileDO, nets, o.lines, true); err != nil {
+					return err
+				}
+				rep.signed, err = signedThroughput(ctx, o, work, gslbd, db, procs, pair, qfile, qfileDO, log)
+				if err != nil {
+					return err
+				}
 			}
 			if !skip["perf"] {
 				rep.perf, err = throughput(ctx, o, pair, qfile, log)

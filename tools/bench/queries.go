@@ -37,7 +37,8 @@ var mixTemplate = []mixEntry{
 
 // writeQueryFile writes n queries in the mix, shuffled, to path. ECS client
 // networks are 3/4 IPv4 /24 and 1/4 IPv6 /56.
-func writeQueryFile(path string, nets *clientNets, n int) ([]mixEntry, error) {
+// do sets the DO bit on every query (the signed run).
+func writeQueryFile(path string, nets *clientNets, n int, do bool) ([]mixEntry, error) {
 	mix := append([]mixEntry(nil), mixTemplate...)
 	total := 0
 	for _, m := range mix {
@@ -87,7 +88,7 @@ func writeQueryFile(path string, nets *clientNets, n int) ([]mixEntry, error) {
 		m := new(dns.Msg)
 		m.SetQuestion(name, qtype)
 		m.RecursionDesired = false
-		m.SetEdns0(1232, false)
+		m.SetEdns0(1232, do)
 		if ecs.IsValid() {
 			m.IsEdns0().Option = append(m.IsEdns0().Option, ecsOption(ecs))
 		}

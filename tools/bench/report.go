@@ -16,6 +16,7 @@ type report struct {
 	gslbdStartup time.Duration
 	gdnsdStartup time.Duration
 	perf         []perfRun
+	signed       []perfRun // gslbd unsigned (plain mix) and gslbd-signed (mix with DO)
 	latency      []perfRun
 	scope        []scopeStats
 	failover1    *failoverResult
@@ -120,6 +121,19 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "| server CPU s / queries per CPU-s, per run | %s | %s | |\n", cpuRuns(r.perf, "gslbd"), cpuRuns(r.perf, "gdnsd"))
 		fmt.Fprintf(w, "| dnsperf CPU per run (s) | %.2f | %.2f | |\n", g.loadCPU.Seconds()/float64(g.runs), d.loadCPU.Seconds()/float64(d.runs))
 		fmt.Fprintf(w, "| queries lost | %d of %d | %d of %d | |\n", g.lost, g.sent, d.lost, d.sent)
+	}
+	if len(r.signed) > 0 {
+		u, sg := aggregate(r.signed, "gslbd"), aggregate(r.signed, "gslbd-signed")
+		fmt.Fprintf(w, "\n#### DNSSEC: the same mix with DO against the zone signed with an ECDSA P-256 key (%d × %s per server, interleaved)\n\n",
+			u.runs, r.opts.duration)
+		fmt.Fprintf(w, "| | gslbd unsigned, no DO | gslbd signed, DO | signed/unsigned |\n|---|---:|---:|---:|\n")
+		uq, sq := mean(u.qps), mean(sg.qps)
+		fmt.Fprintf(w, "| QPS (mean of runs) | %.0f | %.0f | %s |\n", uq, sq, ratio(sq, uq))
+		fmt.Fprintf(w, "| QPS per run | %s | %s | |\n", floats(u.qps), floats(sg.qps))
+		up, sp := perSec(u.completed, u.serverCPU), perSec(sg.completed, sg.serverCPU)
+		fmt.Fprintf(w, "| queries per server CPU-second | %.0f | %.0f | %s |\n", up, sp, ratio(sp, up))
+		fmt.Fprintf(w, "| avg latency, saturated (ms) | %.3f | %.3f | |\n", ms(u.lat), ms(sg.lat))
+		fmt.Fprintf(w, "| queries lost | %d of %d | %d of %d | |\n", u.lost, u.sent, sg.lost, sg.sent)
 	}
 	if len(r.latency) > 0 {
 		fmt.Fprintf(w, "\n#### Latency at a fixed %d QPS (%d s per run, 2 runs each, every query timed with dnsperf -v)\n\n", r.opts.latRate, r.opts.latSecs)

@@ -74,9 +74,10 @@ type (
 		Join                                   []string
 	}
 	zoneData struct {
-		Zone  string
-		TTL   int
-		Pools []zonePool // names bound to pools (gslbd)
+		Zone    string
+		TTL     int
+		Pools   []zonePool // names bound to pools (gslbd)
+		KeyFile string     // signs the zone (gslbd) when set
 	}
 	zonePool  struct{ Name, Pool string }
 	poolsData struct {
@@ -181,7 +182,10 @@ type server struct {
 	startup time.Duration // start until the first answer (includes loading the GeoIP database)
 }
 
-type pair struct{ gslbd, gdnsd *server }
+type pair struct {
+	gslbd, gdnsd *server
+	checkPort    int // the backends' port the pools probe
+}
 
 // startPair starts the backends, then gslbd and gdnsd with equivalent
 // configurations, both pinned to the server CPU, and waits until both
@@ -234,8 +238,9 @@ func startPair(ctx context.Context, o options, work, gslbdBin, db string, procs 
 	}
 
 	p := &pair{
-		gslbd: &server{name: "gslbd", addr: node.DNS},
-		gdnsd: &server{name: "gdnsd", addr: gd.DNS},
+		gslbd:     &server{name: "gslbd", addr: node.DNS},
+		gdnsd:     &server{name: "gdnsd", addr: gd.DNS},
+		checkPort: port,
 	}
 	// Start both, then wait for both: they load the database in parallel.
 	t0 := time.Now()

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"slices"
@@ -359,27 +358,12 @@ func readFile(path, display string, errs *[]*Error) ([]byte, os.FileInfo, bool) 
 		*errs = append(*errs, &Error{File: display, Line: 1, Msg: fmt.Sprintf("cannot read: %v", pathReason(err)), Err: err})
 		return nil, nil, false
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fail(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fail(err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fail(fmt.Errorf("not a regular file"))
-	}
 	// Configuration files are small; the cap keeps a wrong path (a log, a
 	// database) from being read whole.
 	const maxFile = 16 << 20
-	data, err := io.ReadAll(io.LimitReader(f, maxFile+1))
+	data, fi, err := ReadFile(path, maxFile)
 	if err != nil {
 		return fail(err)
-	}
-	if len(data) > maxFile {
-		return fail(fmt.Errorf("file larger than %d bytes", maxFile))
 	}
 	return data, fi, true
 }

@@ -74,6 +74,7 @@ func Load(cfg *NodeConfig) (*zones.Snapshot, error) {
 			continue
 		}
 		origins[z.Origin] = zs
+		loadKeys(zs, filepath.Dir(f))
 		s.Zones = append(s.Zones, z)
 		s.Files = append(s.Files, zones.FileSummary{Path: z.File, Summary: zoneSummary(zs)})
 	}
@@ -91,7 +92,7 @@ func Load(cfg *NodeConfig) (*zones.Snapshot, error) {
 	}
 	l.buildPools(s)
 
-	db, err := mmdb.Open(cfg.Geo.CityDB, overrides(cfg))
+	db, err := openGeo(cfg)
 	if err != nil {
 		l.nodeErr(err, []string{"geo", "city_db"}, "open geo database: %v", err)
 	} else {
@@ -291,7 +292,11 @@ func zoneSummary(zs *zoneSrc) string {
 	if zs.cuts > 0 {
 		s += ", " + plural(zs.cuts, "delegation")
 	}
-	return s + fmt.Sprintf(", serial %d", z.SOA.Serial)
+	s += fmt.Sprintf(", serial %d", z.SOA.Serial)
+	if z.DNSSEC != nil {
+		s += ", signed with " + plural(len(z.DNSSEC.Keys), "key")
+	}
+	return s
 }
 
 func poolsSummary(srcs []*poolSrc) string {
@@ -319,4 +324,21 @@ func plural(n int, what string) string {
 		return fmt.Sprintf("%d %ses", n, what)
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// MaxGeoDB bounds geo.city_db: the largest commercial City databases are
+// a few hundred MiB.
+const MaxGeoDB = 1 << 30
+
+// openGeo loads geo.city_db, read through ReadFile so that a FIFO or a
+// device is an error rather than a hang.
+func openGeo(cfg *NodeConfig) (*geo.DB, error) {
+	if cfg.Geo.CityDB == "" {
+		return mmdb.Open("", overrides(cfg))
+	}
+	buf, _, err := ReadFile(cfg.Geo.CityDB, MaxGeoDB)
+	if err != nil {
+		return nil, fmt.Errorf("geo: open %s: %w", cfg.Geo.CityDB, err)
+	}
+	return mmdb.OpenBytes(cfg.Geo.CityDB, buf, overrides(cfg))
 }

@@ -31,6 +31,30 @@ type DNSSection struct {
 	UDPSize        uint16   `toml:"udp_size"`         // default 1232
 	TCPIdleTimeout Duration `toml:"tcp_idle_timeout"` // default 10s
 	MaxTCPConns    int      `toml:"max_tcp_conns"`    // default 1000
+	// MaxTCPConnsPerSource caps the connections of one IPv4 address or
+	// IPv6 /64; default max_tcp_conns / 10.
+	MaxTCPConnsPerSource int
+	RRL                  RRLSection
+	Cookies              CookiesSection
+}
+
+// RRLSection is [dns.rrl]: response rate limiting, named after BIND's
+// options. Off unless ResponsesPerSecond > 0.
+type RRLSection struct {
+	ResponsesPerSecond int
+	NXDomainsPerSecond int // default ResponsesPerSecond; 0 = unlimited
+	ErrorsPerSecond    int // default ResponsesPerSecond; 0 = unlimited
+	Window             int // seconds; default 15
+	Slip               int // default 2; 0 = drop every limited response
+	IPv4PrefixLength   int // default 24
+	IPv6PrefixLength   int // default 56
+}
+
+// CookiesSection is [dns.cookies]: DNS Cookies are always on; the secret
+// comes from SecretFile when set (shared by the nodes), else it is
+// random per process.
+type CookiesSection struct {
+	SecretFile string // resolved to an absolute path
 }
 
 type GeoSection struct {
@@ -69,6 +93,14 @@ type ClusterSection struct {
 type AdminSection struct {
 	Listen    string `toml:"listen"`     // default "127.0.0.1:8053"; "" disables
 	TokenFile string `toml:"token_file"` // resolved to an absolute path
+	// CertFile and KeyFile turn on TLS; both or neither.
+	CertFile string
+	KeyFile  string
+	// Hosts are the Host header names accepted besides IP literals and
+	// localhost (DNS rebinding protection).
+	Hosts []string
+	// Pprof serves /debug/pprof/ (token-guarded); default false.
+	Pprof bool
 }
 
 // LogSection configures the optional sampled query log.

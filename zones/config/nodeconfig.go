@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,6 +19,10 @@ const (
 	DefaultUDPSize        = 1232
 	DefaultTCPIdleTimeout = 10 * time.Second
 	DefaultMaxTCPConns    = 1000
+	DefaultRRLWindow      = 15
+	DefaultRRLSlip        = 2
+	DefaultRRLIPv4Prefix  = 24
+	DefaultRRLIPv6Prefix  = 56
 	DefaultClusterBind    = "127.0.0.1:7946"
 	DefaultProfile        = "wan"
 	DefaultAdminListen    = "127.0.0.1:8053"
@@ -113,7 +118,26 @@ func parseNodeConfig(display, abs string, data []byte, errs *[]*Error) *NodeConf
 		}
 		t.duration("tcp_idle_timeout", &cfg.DNS.TCPIdleTimeout.Duration)
 		t.intVal("max_tcp_conns", 1, 1<<20, &cfg.DNS.MaxTCPConns)
-		t.done("listen", "udp_size", "tcp_idle_timeout", "max_tcp_conns")
+		if t.intVal("max_tcp_conns_per_source", 1, 1<<20, &cfg.DNS.MaxTCPConnsPerSource) && cfg.DNS.MaxTCPConnsPerSource > cfg.DNS.MaxTCPConns {
+			t.errf("max_tcp_conns_per_source", "%d is more than max_tcp_conns (%d)", cfg.DNS.MaxTCPConnsPerSource, cfg.DNS.MaxTCPConns)
+		}
+		if r := t.sub("rrl"); r != nil {
+			parseRRL(r, &cfg.DNS.RRL)
+		}
+		if c := t.sub("cookies"); c != nil {
+			if c.str("secret_file", &cfg.DNS.Cookies.SecretFile) {
+				cfg.DNS.Cookies.SecretFile = checkFile(c, "secret_file", resolve(cfg.DNS.Cookies.SecretFile), checkSecret|checkCookieSecret)
+			}
+			c.done("secret_file")
+		}
+		t.done("listen", "udp_size", "tcp_idle_timeout", "max_tcp_conns", "max_tcp_conns_per_source", "rrl", "cookies")
+	}
+	if cfg.DNS.MaxTCPConnsPerSource == 0 {
+		cfg.DNS.MaxTCPConnsPerSource = max(cfg.DNS.MaxTCPConns/10, 1)
+	}
+	if cfg.DNS.RRL.Window == 0 {
+		cfg.DNS.RRL = RRLSection{Window: DefaultRRLWindow, Slip: DefaultRRLSlip,
+			IPv4PrefixLength: DefaultRRLIPv4Prefix, IPv6PrefixLength: DefaultRRLIPv6Prefix}
 	}
 
 	if t := root.sub("geo"); t != nil {
@@ -183,7 +207,7 @@ func parseNodeConfig(display, abs string, data []byte, errs *[]*Error) *NodeConf
 			t.errf("profile", "unknown profile %q (allowed: lan, wan, local)", cfg.Cluster.Profile)
 		}
 		if t.str("secret_file", &cfg.Cluster.SecretFile) {
-			cfg.Cluster.SecretFile = checkFile(t, "secret_file", resolve(cfg.Cluster.SecretFile))
+			cfg.Cluster.SecretFile = checkFile(t, "secret_file", resolve(cfg.Cluster.SecretFile), checkSecret)
 		}
 		t.str("label", &cfg.Cluster.Label)
 		t.done("bind", "advertise", "join", "profile", "secret_file", "label")
@@ -200,9 +224,29 @@ func parseNodeConfig(display, abs string, data []byte, errs *[]*Error) *NodeConf
 			}
 		}
 		if t.str("token_file", &cfg.Admin.TokenFile) {
-			cfg.Admin.TokenFile = checkFile(t, "token_file", resolve(cfg.Admin.TokenFile))
+			cfg.Admin.TokenFile = checkFile(t, "token_file", resolve(cfg.Admin.TokenFile), checkSecret)
 		}
-		t.done("listen", "token_file")
+		if t.str("cert_file", &cfg.Admin.CertFile) {
+			cfg.Admin.CertFile = checkFile(t, "cert_file", resolve(cfg.Admin.CertFile), 0)
+		}
+		if t.str("key_file", &cfg.Admin.KeyFile) {
+			cfg.Admin.KeyFile = checkFile(t, "key_file", resolve(cfg.Admin.KeyFile), checkSecret)
+		}
+		if t.has("cert_file") != t.has("key_file") {
+			t.errf("", "cert_file and key_file go together: give both for TLS, or neither")
+		}
+		if t.strs("hosts", false, &cfg.Admin.Hosts) {
+			for i, h := range cfg.Admin.Hosts {
+				if !isHostName(h) {
+					d.errf(t.elemPath("hosts", i), "invalid host name %q: want a DNS name such as \"gslb-admin.example.net\", without port or scheme (IP literals and localhost are always accepted)", h)
+				}
+				cfg.Admin.Hosts[i] = strings.ToLower(strings.TrimSuffix(h, "."))
+			}
+		}
+		if t.boolean("pprof", &cfg.Admin.Pprof) && cfg.Admin.Pprof && !t.has("token_file") {
+			t.errf("pprof", "pprof needs admin.token_file: profiles are served to token holders only")
+		}
+		t.done("listen", "token_file", "cert_file", "key_file", "hosts", "pprof")
 	}
 	if ap, err := parseListen(cfg.Admin.Listen); err == nil && !ap.Addr().IsLoopback() && cfg.Admin.TokenFile == "" {
 		d.errf([]string{"admin", "listen"}, "admin address %s is not loopback: set admin.token_file so that mutating calls need a token", cfg.Admin.Listen)
@@ -219,19 +263,72 @@ func parseNodeConfig(display, abs string, data []byte, errs *[]*Error) *NodeConf
 	return cfg
 }
 
+// How checkFile looks at a file beyond its being a readable regular file.
+const (
+	// checkSecret: a key or token file, at most MaxSecretFile bytes and
+	// not blank (an empty token would silently turn authentication off).
+	checkSecret = 1 << iota
+	// checkCookieSecret: 32 hexadecimal digits, a 128-bit SipHash key.
+	checkCookieSecret
+)
+
+// MaxSecretFile bounds key, token and certificate files.
+const MaxSecretFile = 64 << 10
+
 // checkFile reports a file the config names but that cannot be read, and
-// returns the path.
-func checkFile(t *table, key, path string) string {
+// returns the path. The file is opened without blocking, so a FIFO or a
+// device named by mistake is an error, never a hang.
+func checkFile(t *table, key, path string, how int) string {
 	if path == "" {
 		t.errf(key, "empty path: omit the key instead")
 		return path
 	}
-	if fi, err := os.Stat(path); err != nil {
+	data, _, err := ReadFile(path, MaxSecretFile)
+	switch {
+	case err != nil:
 		t.errf(key, "cannot use %s: %v", displayName(path), pathReason(err))
-	} else if !fi.Mode().IsRegular() {
-		t.errf(key, "cannot use %s: not a regular file", displayName(path))
+	case how&checkSecret != 0 && strings.TrimSpace(string(data)) == "":
+		t.errf(key, "cannot use %s: the file is empty", displayName(path))
+	case how&checkCookieSecret != 0:
+		if k, err := hex.DecodeString(strings.TrimSpace(string(data))); err != nil || len(k) != 16 {
+			t.errf(key, "cannot use %s: want 32 hexadecimal digits (a 128-bit key, e.g. from `openssl rand -hex 16`)", displayName(path))
+		}
 	}
 	return path
+}
+
+// parseRRL reads [dns.rrl]. A class rate left out takes the responses
+// rate, as in BIND.
+func parseRRL(t *table, r *RRLSection) {
+	*r = RRLSection{Window: DefaultRRLWindow, Slip: DefaultRRLSlip, IPv4PrefixLength: DefaultRRLIPv4Prefix, IPv6PrefixLength: DefaultRRLIPv6Prefix}
+	t.intVal("responses_per_second", 0, 1_000_000, &r.ResponsesPerSecond)
+	r.NXDomainsPerSecond, r.ErrorsPerSecond = r.ResponsesPerSecond, r.ResponsesPerSecond
+	t.intVal("nxdomains_per_second", 0, 1_000_000, &r.NXDomainsPerSecond)
+	t.intVal("errors_per_second", 0, 1_000_000, &r.ErrorsPerSecond)
+	t.intVal("window", 1, 3600, &r.Window)
+	t.intVal("slip", 0, 10, &r.Slip)
+	t.intVal("ipv4_prefix_length", 8, 32, &r.IPv4PrefixLength)
+	t.intVal("ipv6_prefix_length", 16, 128, &r.IPv6PrefixLength)
+	t.done("responses_per_second", "window", "slip", "ipv4_prefix_length", "ipv6_prefix_length", "nxdomains_per_second", "errors_per_second")
+}
+
+// isHostName reports whether h is a plausible DNS host name.
+func isHostName(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // pathReason strips the operation and path from a file error, for

@@ -38,6 +38,15 @@ type zoneSrc struct {
 	names     int  // names written in the file (not counting empty non-terminals)
 	poolNames int
 	cuts      int
+	// keyFiles are the [dnssec] key_files entries, read by loadKeys.
+	keyFiles []keyRef
+	signed   bool // the file has a [dnssec] table
+}
+
+// keyRef is one key_files entry and where it is written.
+type keyRef struct {
+	file string
+	at   []string
 }
 
 // nameSrc is one [records.NAME] table while the zone is checked.
@@ -161,7 +170,22 @@ func parseZoneFile(display string, data []byte, mtime time.Time, lookupPool func
 		}
 		rt.done()
 	}
-	root.done("origin", "ttl", "nameservers", "soa", "records")
+	if dt := root.sub("dnssec"); dt != nil {
+		zs.signed = true
+		var files []string
+		if dt.strs("key_files", false, &files) {
+			if len(files) == 0 {
+				dt.errf("key_files", "empty: list the .key files of the zone's keys, e.g. key_files = [\"K%s+013+12345.key\"]", z.Origin)
+			}
+			for i, f := range files {
+				zs.keyFiles = append(zs.keyFiles, keyRef{file: f, at: dt.elemPath("key_files", i)})
+			}
+		} else if !dt.has("key_files") {
+			dt.errf("", "missing key_files: list the .key files of the zone's keys (BIND key pairs, each .private beside its .key)")
+		}
+		dt.done("key_files")
+	}
+	root.done("origin", "ttl", "nameservers", "soa", "records", "dnssec")
 
 	checkZoneNames(zs, srcs, warns)
 	zs.names = 1
