@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // Source says where a Location came from.
@@ -178,7 +179,7 @@ type locKey struct {
 }
 
 type builder struct {
-	locs  []Location
+	locs  chunks[Location] // by ID; flattened when the walk is done
 	byKey map[locKey]uint32
 	names map[string]string // interned country and continent codes
 
@@ -213,9 +214,9 @@ func (b *builder) learn(country, continent string, rec *Record) {
 // placeRegistered completes the Locations of records that name only a
 // registered country with what the rest of the database says about that
 // country. It runs after the walk, when every record has been seen.
-func (b *builder) placeRegistered() {
-	for i := range b.locs {
-		l := &b.locs[i]
+func (b *builder) placeRegistered(locs []Location) {
+	for i := range locs {
+		l := &locs[i]
 		if !l.Registered {
 			continue
 		}
@@ -247,8 +248,8 @@ func (b *builder) location(k locKey) uint32 {
 	if id, ok := b.byKey[k]; ok {
 		return id
 	}
-	id := uint32(len(b.locs))
-	b.locs = append(b.locs, Location{
+	id := uint32(b.locs.n)
+	b.locs.push(Location{
 		ID: int32(id), Country: b.intern(k.country), Continent: b.intern(k.continent),
 		Lat: k.lat, Lon: k.lon, HasCoords: k.hasCoords, Source: k.source, Registered: k.registered,
 	})
@@ -279,32 +280,24 @@ func New(overrides []Override) (*DB, error) {
 // the longer one gets a prefix that excludes it (e.g. 10.0.0.0/8 with
 // 10.1.0.0/16 inside: 10.2.3.4 gets /15, 10.200.0.1 gets /9).
 func Build(path string, data []byte, md Metadata, decode DecodeFunc, overrides []Override) (*DB, error) {
-	return build(path, overrides, func(db *DB, b *builder, v4, v6 *runList) error {
+	return build(path, overrides, func(db *DB, b *builder, v4, v6 *ranges) error {
 		return db.walk(path, data, md, decode, b, v4, v6)
 	})
 }
 
-func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, v6 *runList) error) (*DB, error) {
+func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, v6 *ranges) error) (*DB, error) {
 	t0 := time.Now()
 	b := &builder{
-		locs:  []Location{{ID: 0}},
 		byKey: map[locKey]uint32{},
 		names: map[string]string{},
 
 		countries: map[string]*countryFacts{},
 	}
+	b.locs.push(Location{ID: 0})
 	db := &DB{info: Info{Path: path, Overrides: len(overrides)}}
 
-	v4 := newRunList(32)
-	v6 := newRunList(128)
-	if walk == nil {
-		v4.add(u128{}, v4.spaceMax(), 0)
-		v6.add(u128{}, v6.spaceMax(), 0)
-	} else if err := walk(db, b, v4, v6); err != nil {
-		return nil, err
-	}
-	b.placeRegistered()
-
+	// The overrides are laid over the database as the walk adds its
+	// networks, so they are known first.
 	var ov4, ov6 []ovEntry
 	for _, o := range overrides {
 		p := o.Prefix
@@ -326,18 +319,20 @@ func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, 
 			ov6 = append(ov6, ovEntry{u128From16(p.Addr().As16()), p.Bits(), id})
 		}
 	}
-	r4, r6 := v4.runs, v6.runs
-	if len(ov4) > 0 {
-		r4 = overlay(r4, overrideLayer(ov4, 32), 32)
-	}
-	if len(ov6) > 0 {
-		r6 = overlay(r6, overrideLayer(ov6, 128), 128)
+	v4 := newRanges(32, overrideLayer(ov4, 32))
+	v6 := newRanges(128, overrideLayer(ov6, 128))
+	if walk == nil {
+		v4.add(u128{}, v4.spaceMax(), 0)
+		v6.add(u128{}, v6.spaceMax(), 0)
+	} else if err := walk(db, b, v4, v6); err != nil {
+		return nil, err
 	}
 
-	db.locs = b.locs
-	db.tab.build(r4, r6, 16)
-	db.info.Ranges = len(r4) + len(r6)
-	db.info.TableBytes = db.tab.Bytes() + len(db.locs)*64
+	db.locs = b.locs.flatten()
+	b.placeRegistered(db.locs)
+	db.tab.build(v4, v6, 16)
+	db.info.Ranges = db.tab.Ranges()
+	db.info.TableBytes = db.tab.Bytes() + len(db.locs)*int(unsafe.Sizeof(Location{}))
 	db.info.LoadDuration = time.Since(t0)
 	return db, nil
 }

@@ -386,6 +386,11 @@ var testOverrides = []Override{
 	{Prefix: netip.MustParsePrefix("2001:db8:1:1::/64"), Country: "US", Continent: "NA"},
 	{Prefix: netip.MustParsePrefix("2001:db8:40::/44"), Country: "AU", Continent: "OC", Lat: -33, Lon: 151, HasCoords: true},
 	{Prefix: netip.MustParsePrefix("2001:db8:40:8::/64"), Country: "NZ", Continent: "OC"},
+	// Longer than /64: range starts with low bits, which the table keeps
+	// apart from the first 64 (Table.lo6).
+	{Prefix: netip.MustParsePrefix("2001:db8:5:0:8000::/65"), Country: "NZ", Continent: "OC"},
+	{Prefix: netip.MustParsePrefix("2001:db8:6::1:0/112"), Country: "CL", Continent: "SA"},
+	{Prefix: netip.MustParsePrefix("2001:db8:6::1:5/128"), Country: "KE", Continent: "AF"},
 }
 
 func checkAgainstModel(t *testing.T, db *DB, m *model, addrs []netip.Addr) {
@@ -522,9 +527,10 @@ func TestInfo(t *testing.T) {
 		t.Errorf("Info = %+v, want the networks, ranges, load time and size", i)
 	}
 	// unknown + 19 places in the table + the country-level AU + the two
-	// registered-country records + 8 distinct override answers (the two
-	// GB overrides and the two US/NA ones share theirs).
-	if want := 1 + 19 + 1 + 2 + 8; i.Locations != db.NumLocations() || i.Locations != want {
+	// registered-country records + 10 distinct override answers (the two
+	// GB overrides, the two US/NA ones and the two NZ/OC ones share
+	// theirs).
+	if want := 1 + 19 + 1 + 2 + 10; i.Locations != db.NumLocations() || i.Locations != want {
 		t.Errorf("Info.Locations = %d, NumLocations = %d, want %d", i.Locations, db.NumLocations(), want)
 	}
 	if i.Overrides != len(testOverrides) {

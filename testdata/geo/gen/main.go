@@ -163,7 +163,7 @@ func record(p *place, city bool) mmdbtype.Map {
 		m["registered_country"] = m["country"]
 	}
 	if city && p.city != "" {
-		m["city"] = mmdbtype.Map{"names": names(p.city)}
+		m["city"] = mmdbtype.Map{"geoname_id": mmdbtype.Uint32(geonameID(p.city)), "names": names(p.city)}
 	}
 	if city && !p.noCoords {
 		m["location"] = mmdbtype.Map{
@@ -173,6 +173,16 @@ func record(p *place, city bool) mmdbtype.Map {
 		}
 	}
 	return m
+}
+
+// geonameID is a stand-in for the GeoNames ID real databases give every
+// city (gslbd reads only whether there is one): a hash of the name.
+func geonameID(city string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(city); i++ {
+		h = (h ^ uint32(city[i])) * 16777619
+	}
+	return h>>8 + 1
 }
 
 func write(path, dbType string, city bool) error {
