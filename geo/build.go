@@ -6,7 +6,9 @@ import (
 )
 
 // run is the start of a range of equal answers; it lasts until the next
-// run's start (or the end of the space).
+// run's start (or the end of the space). Only the override layer, a few
+// entries, is kept as runs; the database's millions of ranges go
+// straight into a Table's compact arrays (ranges).
 type run struct {
 	start u128
 	id    uint32
@@ -21,29 +23,82 @@ const aliasFlag = uint32(1) << 31
 // covers.
 const noOverride = ^uint32(0)
 
-// runList builds a normalized run list in address order: adjacent ranges
-// with the same id merge, which is what makes prefixBits return the
-// widest correct network (gdnsd's list normalisation, done on ranges).
-type runList struct {
+// ranges collects the ranges of one address family, in address order,
+// for the arrays a Table searches: adjacent ranges with the same id merge
+// as they are added, which is what makes prefixBits return the widest
+// correct network (gdnsd's list normalisation, done on ranges).
+// Overrides, when there are any, are laid over what is added on the way
+// in, so the walk of a database builds its table with no intermediate
+// list of runs. The ranges go into fixed-size chunks rather than slices
+// that grow by copying: a full City database has millions, and growing
+// an array to that size by appending allocates about four times its
+// final size in copies; chunks are copied once, into arrays of exactly
+// the right length (Table.build).
+type ranges struct {
 	w    int // 32 or 128
-	runs []run
+	s4   chunks[uint32]
+	s6   chunks[uint64]
+	lo6  []lo6 // starts of s6 whose low 64 bits are not zero
+	vals chunks[uint32]
 	next u128 // first address not yet covered
 	done bool // the whole space is covered
+	last uint32
+
+	// ov is the override layer (nil: none) and j the position in it.
+	ov []run
+	j  int
 }
 
-func newRunList(w int) *runList { return &runList{w: w} }
+func newRanges(w int, ov []run) *ranges { return &ranges{w: w, ov: ov} }
 
-func (l *runList) spaceMax() u128 {
+func (l *ranges) spaceMax() u128 {
 	if l.w == 32 {
 		return u128{0, 1<<32 - 1}
 	}
 	return maxU128
 }
 
-// add appends [s, e] with id; s must be l.next.
-func (l *runList) add(s, e u128, id uint32) {
-	if n := len(l.runs); n == 0 || l.runs[n-1].id != id {
-		l.runs = append(l.runs, run{s, id})
+// add covers [s, e] with id; s must be l.next. Where an override
+// applies, it wins.
+func (l *ranges) add(s, e u128, id uint32) {
+	if l.ov == nil {
+		l.put(s, e, id)
+		return
+	}
+	for {
+		for l.j+1 < len(l.ov) && !s.less(l.ov[l.j+1].start) {
+			l.j++
+		}
+		end := e
+		if l.j+1 < len(l.ov) && l.ov[l.j+1].start.sub1().less(end) {
+			end = l.ov[l.j+1].start.sub1()
+		}
+		v := id
+		if o := l.ov[l.j].id; o != noOverride {
+			v = o
+		}
+		l.put(s, end, v)
+		if end == e {
+			return
+		}
+		s = end.add1()
+	}
+}
+
+// put appends [s, e] with id, merging with the last range when the id is
+// the same.
+func (l *ranges) put(s, e u128, id uint32) {
+	if l.vals.n == 0 || l.last != id {
+		l.vals.push(id)
+		l.last = id
+		if l.w == 32 {
+			l.s4.push(uint32(s.lo))
+		} else {
+			if s.lo != 0 {
+				l.lo6 = append(l.lo6, lo6{uint32(l.s6.n), s.lo})
+			}
+			l.s6.push(s.hi)
+		}
 	}
 	if e == l.spaceMax() {
 		l.done = true
@@ -83,11 +138,15 @@ func alignedPrefixes(s, e u128, f func(start u128, bits int)) {
 
 // overrideLayer paints the overrides of one space, shortest prefix first,
 // so a longer (more specific) override wins where it lies inside a
-// shorter one. Runs without an override carry noOverride.
+// shorter one. Runs without an override carry noOverride. Without
+// overrides it is nil.
 func overrideLayer(ovs []ovEntry, w int) []run {
+	if len(ovs) == 0 {
+		return nil
+	}
 	slices.SortStableFunc(ovs, func(a, b ovEntry) int { return cmp.Compare(a.bits, b.bits) })
 	rs := []run{{u128{}, noOverride}}
-	spaceMax := newRunList(w).spaceMax()
+	spaceMax := newRanges(w, nil).spaceMax()
 	for _, o := range ovs {
 		s, e := prefixRange(o.addr, o.bits, w)
 		out := make([]run, 0, len(rs)+2)
@@ -117,43 +176,43 @@ func overrideLayer(ovs []ovEntry, w int) []run {
 	return rs
 }
 
+// chunks is an append-only list in blocks that are never copied; the
+// first blocks are small, so a small table stays small.
+type chunks[T any] struct {
+	full [][]T
+	cur  []T
+	n    int
+}
+
+const maxChunk = 1 << 16
+
+func (c *chunks[T]) push(x T) {
+	if len(c.cur) == cap(c.cur) {
+		size := 16
+		if c.cur != nil {
+			c.full = append(c.full, c.cur)
+			size = min(2*cap(c.cur), maxChunk)
+		}
+		c.cur = make([]T, 0, size)
+	}
+	c.cur = append(c.cur, x)
+	c.n++
+}
+
+// flatten returns the elements in one array of exactly their number and
+// lets go of the chunks.
+func (c *chunks[T]) flatten() []T {
+	out := make([]T, 0, c.n)
+	for _, f := range c.full {
+		out = append(out, f...)
+	}
+	out = append(out, c.cur...)
+	*c = chunks[T]{}
+	return out
+}
+
 type ovEntry struct {
 	addr u128
 	bits int
 	id   uint32
-}
-
-// overlay combines the database runs with the override layer: where an
-// override applies it wins, elsewhere the database answers. The result is
-// normalized again, so an override that repeats its neighbour merges.
-func overlay(db, ov []run, w int) []run {
-	out := newRunList(w)
-	spaceMax := out.spaceMax()
-	i, j := 0, 0
-	pos := u128{}
-	for {
-		id := ov[j].id
-		if id == noOverride {
-			id = db[i].id
-		}
-		// The current piece ends before the next boundary of either list.
-		end := spaceMax
-		if i+1 < len(db) {
-			end = db[i+1].start.sub1()
-		}
-		if j+1 < len(ov) && ov[j+1].start.sub1().less(end) {
-			end = ov[j+1].start.sub1()
-		}
-		out.add(pos, end, id)
-		if out.done {
-			return out.runs
-		}
-		pos = end.add1()
-		if i+1 < len(db) && db[i+1].start == pos {
-			i++
-		}
-		if j+1 < len(ov) && ov[j+1].start == pos {
-			j++
-		}
-	}
 }

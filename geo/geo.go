@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // Source says where a Location came from.
@@ -52,6 +53,12 @@ type Location struct {
 	Lat, Lon  float64
 	HasCoords bool
 	Source    Source
+	// Registered is set when the database record names only the country
+	// the network is registered in (GeoLite2 has such records for many
+	// anycast and hosting networks, 1.1.1.0/24 among them): the client is
+	// placed in that country, with the continent and the country-level
+	// coordinates the database gives that country elsewhere.
+	Registered bool
 }
 
 // Override is one geo.networks entry from the node config.
@@ -148,6 +155,14 @@ type Record struct {
 	Continent string // two-letter continent code, any case
 	Lat, Lon  float64
 	HasCoords bool
+	// RegisteredCountry is the country the network is registered in,
+	// used when the record has no country, continent or coordinates.
+	RegisteredCountry string
+	// CountryLevel is set when the record has a country and coordinates
+	// but names no city or subdivision: its coordinates are the
+	// country's (MaxMind's country centre), which a record with only a
+	// registered country of the same country borrows.
+	CountryLevel bool
 }
 
 // DecodeFunc decodes the record at offset in the data section of the file
@@ -160,12 +175,56 @@ type locKey struct {
 	lat, lon           float64
 	hasCoords          bool
 	source             Source
+	registered         bool
 }
 
 type builder struct {
-	locs  []Location
+	locs  chunks[Location] // by ID; flattened when the walk is done
 	byKey map[locKey]uint32
 	names map[string]string // interned country and continent codes
+
+	// countries is what the database says about each country elsewhere,
+	// for the records that name only a registered country.
+	countries map[string]*countryFacts
+}
+
+// countryFacts is a country's continent (from any record of the country)
+// and its country-level coordinates (from a CountryLevel record).
+type countryFacts struct {
+	continent string
+	lat, lon  float64
+	hasCoords bool
+}
+
+// learn notes what a database record says about its country.
+func (b *builder) learn(country, continent string, rec *Record) {
+	if country == "" || continent == "" {
+		return
+	}
+	f := b.countries[country]
+	if f == nil {
+		f = &countryFacts{continent: b.intern(continent)}
+		b.countries[b.intern(country)] = f
+	}
+	if rec.CountryLevel && rec.HasCoords && !f.hasCoords {
+		f.lat, f.lon, f.hasCoords = rec.Lat, rec.Lon, true
+	}
+}
+
+// placeRegistered completes the Locations of records that name only a
+// registered country with what the rest of the database says about that
+// country. It runs after the walk, when every record has been seen.
+func (b *builder) placeRegistered(locs []Location) {
+	for i := range locs {
+		l := &locs[i]
+		if !l.Registered {
+			continue
+		}
+		if f := b.countries[l.Country]; f != nil {
+			l.Continent = f.continent
+			l.Lat, l.Lon, l.HasCoords = f.lat, f.lon, f.hasCoords
+		}
+	}
 }
 
 func (b *builder) intern(s string) string {
@@ -180,7 +239,7 @@ func (b *builder) intern(s string) string {
 // location returns the ID of the Location with key k, adding it if new.
 // A key without any data is the unknown location.
 func (b *builder) location(k locKey) uint32 {
-	if k.source != SourceOverride && k.country == "" && k.continent == "" && !k.hasCoords {
+	if k.source != SourceOverride && !k.registered && k.country == "" && k.continent == "" && !k.hasCoords {
 		return 0
 	}
 	if !k.hasCoords {
@@ -189,10 +248,10 @@ func (b *builder) location(k locKey) uint32 {
 	if id, ok := b.byKey[k]; ok {
 		return id
 	}
-	id := uint32(len(b.locs))
-	b.locs = append(b.locs, Location{
+	id := uint32(b.locs.n)
+	b.locs.push(Location{
 		ID: int32(id), Country: b.intern(k.country), Continent: b.intern(k.continent),
-		Lat: k.lat, Lon: k.lon, HasCoords: k.hasCoords, Source: k.source,
+		Lat: k.lat, Lon: k.lon, HasCoords: k.hasCoords, Source: k.source, Registered: k.registered,
 	})
 	b.byKey[k] = id
 	return id
@@ -221,29 +280,24 @@ func New(overrides []Override) (*DB, error) {
 // the longer one gets a prefix that excludes it (e.g. 10.0.0.0/8 with
 // 10.1.0.0/16 inside: 10.2.3.4 gets /15, 10.200.0.1 gets /9).
 func Build(path string, data []byte, md Metadata, decode DecodeFunc, overrides []Override) (*DB, error) {
-	return build(path, overrides, func(db *DB, b *builder, v4, v6 *runList) error {
+	return build(path, overrides, func(db *DB, b *builder, v4, v6 *ranges) error {
 		return db.walk(path, data, md, decode, b, v4, v6)
 	})
 }
 
-func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, v6 *runList) error) (*DB, error) {
+func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, v6 *ranges) error) (*DB, error) {
 	t0 := time.Now()
 	b := &builder{
-		locs:  []Location{{ID: 0}},
 		byKey: map[locKey]uint32{},
 		names: map[string]string{},
+
+		countries: map[string]*countryFacts{},
 	}
+	b.locs.push(Location{ID: 0})
 	db := &DB{info: Info{Path: path, Overrides: len(overrides)}}
 
-	v4 := newRunList(32)
-	v6 := newRunList(128)
-	if walk == nil {
-		v4.add(u128{}, v4.spaceMax(), 0)
-		v6.add(u128{}, v6.spaceMax(), 0)
-	} else if err := walk(db, b, v4, v6); err != nil {
-		return nil, err
-	}
-
+	// The overrides are laid over the database as the walk adds its
+	// networks, so they are known first.
 	var ov4, ov6 []ovEntry
 	for _, o := range overrides {
 		p := o.Prefix
@@ -265,18 +319,20 @@ func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, 
 			ov6 = append(ov6, ovEntry{u128From16(p.Addr().As16()), p.Bits(), id})
 		}
 	}
-	r4, r6 := v4.runs, v6.runs
-	if len(ov4) > 0 {
-		r4 = overlay(r4, overrideLayer(ov4, 32), 32)
-	}
-	if len(ov6) > 0 {
-		r6 = overlay(r6, overrideLayer(ov6, 128), 128)
+	v4 := newRanges(32, overrideLayer(ov4, 32))
+	v6 := newRanges(128, overrideLayer(ov6, 128))
+	if walk == nil {
+		v4.add(u128{}, v4.spaceMax(), 0)
+		v6.add(u128{}, v6.spaceMax(), 0)
+	} else if err := walk(db, b, v4, v6); err != nil {
+		return nil, err
 	}
 
-	db.locs = b.locs
-	db.tab.build(r4, r6, 16)
-	db.info.Ranges = len(r4) + len(r6)
-	db.info.TableBytes = db.tab.Bytes() + len(db.locs)*64
+	db.locs = b.locs.flatten()
+	b.placeRegistered(db.locs)
+	db.tab.build(v4, v6, 16)
+	db.info.Ranges = db.tab.Ranges()
+	db.info.TableBytes = db.tab.Bytes() + len(db.locs)*int(unsafe.Sizeof(Location{}))
 	db.info.LoadDuration = time.Since(t0)
 	return db, nil
 }

@@ -37,6 +37,15 @@ func newIndex(n int, top func(i int) uint64, l1bits, maxBits uint) index {
 		}
 		ix.l1[b] = idxEntry{first: uint32(k)}
 	}
+	// The level-2 tables' total size first, so that l2 is allocated once
+	// (appending to it would copy it a dozen times on a full database).
+	size := 0
+	for b := range 1 << l1bits {
+		if n := int(ix.l1[b+1].first - ix.l1[b].first); n > heavyBucket {
+			size += 1<<min(uint(bits.Len(uint(n)/2)), maxBits) + 1
+		}
+	}
+	ix.l2 = make([]uint32, 0, size)
 	for b := range 1 << l1bits {
 		lo, hi := int(ix.l1[b].first), int(ix.l1[b+1].first)
 		if hi-lo <= heavyBucket {
@@ -54,7 +63,6 @@ func newIndex(n int, top func(i int) uint64, l1bits, maxBits uint) index {
 		}
 		ix.l2 = append(ix.l2, uint32(hi))
 	}
-	ix.l2 = ix.l2[:len(ix.l2):len(ix.l2)]
 	return ix
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
+	"slices"
 )
 
 // Table maps every address to a small integer, with the widest network
@@ -14,12 +15,21 @@ import (
 // networks of equal answers — gdnsd's per-map merging of networks whose
 // datacenter lists are identical. Tables are immutable and safe for
 // concurrent use.
+//
+// The layout is dense, because a full City database has millions of
+// ranges: IPv4 range starts and values in two uint32 arrays (8 bytes a
+// range), IPv6 starts as their first 64 bits with the value (12 bytes a
+// range) — databases do not split networks longer than /64 but in a
+// handful of places, whose low 64 bits sit in a short side list. The
+// binary search reads only the starts.
 type Table struct {
-	// Sorted range starts with the value of each range, IPv4 and IPv6.
-	// An IPv6 value with aliasFlag set sends the lookup to the IPv4 table
-	// (see aliases).
-	v4  []ent4
-	v6  []ent6
+	s4  []uint32 // sorted IPv4 range starts
+	v4  []uint32 // their values
+	s6  []uint64 // sorted IPv6 range starts, first 64 bits
+	lo6 []lo6    // the starts whose low 64 bits are not zero, by index
+	// v6 are the IPv6 values; one with aliasFlag set sends the lookup to
+	// the IPv4 table (see aliases).
+	v6  []uint32
 	ix4 index
 	ix6 index
 
@@ -34,36 +44,53 @@ type Table struct {
 	unknown uint32
 }
 
-type ent4 struct{ start, id uint32 }
-
-type ent6 struct {
-	hi, lo uint64
-	id     uint32
+// lo6 is the low half of the IPv6 range start at index i.
+type lo6 struct {
+	i  uint32
+	lo uint64
 }
 
 // MaxValue is the largest value a derived table can hold.
 const MaxValue = aliasFlag - 1
 
-// build fills t from normalized run lists; l1 is the number of address
-// bits the first level of each index splits by.
-func (t *Table) build(r4, r6 []run, l1 uint) {
-	t.v4 = make([]ent4, len(r4))
-	for i, r := range r4 {
-		t.v4[i] = ent4{uint32(r.start.lo), r.id}
-	}
-	t.ix4 = newIndex(len(t.v4), func(i int) uint64 { return uint64(t.v4[i].start) << 32 }, l1, min(15, 24-l1))
-	t.v6 = make([]ent6, len(r6))
-	for i, r := range r6 {
-		t.v6[i] = ent6{r.start.hi, r.start.lo, r.id}
-	}
-	t.ix6 = newIndex(len(t.v6), func(i int) uint64 { return t.v6[i].hi }, l1, 12)
+// build copies the collected ranges into their arrays and indexes them; l1 is
+// the number of address bits the first level of each index splits by.
+func (t *Table) build(r4, r6 *ranges, l1 uint) {
+	t.s4, t.v4 = r4.s4.flatten(), r4.vals.flatten()
+	t.s6, t.v6, t.lo6 = r6.s6.flatten(), r6.vals.flatten(), slices.Clip(r6.lo6)
+	t.ix4 = newIndex(len(t.s4), func(i int) uint64 { return uint64(t.s4[i]) << 32 }, l1, min(15, 24-l1))
+	t.ix6 = newIndex(len(t.s6), func(i int) uint64 { return t.s6[i] }, l1, 12)
 }
+
+// low6 is the low 64 bits of the start of IPv6 range i.
+func (t *Table) low6(i int) uint64 {
+	if len(t.lo6) == 0 {
+		return 0
+	}
+	k, ok := slices.BinarySearchFunc(t.lo6, uint32(i), func(e lo6, i uint32) int {
+		switch {
+		case e.i < i:
+			return -1
+		case e.i > i:
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		return 0
+	}
+	return t.lo6[k].lo
+}
+
+func (t *Table) start6(i int) u128 { return u128{t.s6[i], t.low6(i)} }
 
 // Derive returns a table that maps every address to byLoc[id], where id
 // is the Location ID Lookup gives it, merging neighbouring ranges with the
 // same value: its Lookup answers byLoc[loc.ID] with a prefix at least as
 // wide as Lookup's. byLoc must have NumLocations entries, each at most
-// MaxValue. It walks the DB's ranges once (a few milliseconds per million).
+// MaxValue. It walks the DB's ranges twice (a few milliseconds per
+// million): once to count the merged ranges, once to fill arrays of
+// exactly that size.
 func (db *DB) Derive(byLoc []uint32) (*Table, error) {
 	if len(byLoc) != db.NumLocations() {
 		return nil, fmt.Errorf("geo: derive: %d values for %d locations", len(byLoc), db.NumLocations())
@@ -75,31 +102,58 @@ func (db *DB) Derive(byLoc []uint32) (*Table, error) {
 	}
 	if db == nil || len(db.locs) == 0 {
 		t := &Table{unknown: byLoc[0]}
-		t.build([]run{{u128{}, byLoc[0]}}, []run{{u128{}, byLoc[0]}}, 4)
+		r4, r6 := newRanges(32, nil), newRanges(128, nil)
+		r4.put(u128{}, r4.spaceMax(), byLoc[0])
+		r6.put(u128{}, r6.spaceMax(), byLoc[0])
+		t.build(r4, r6, 4)
 		return t, nil
 	}
-	var r4, r6 []run
-	for _, e := range db.tab.v4 {
-		v := byLoc[e.id]
-		if n := len(r4); n == 0 || r4[n-1].id != v {
-			r4 = append(r4, run{u128{0, uint64(e.start)}, v})
+	src := &db.tab
+	val6 := func(i int) uint32 {
+		if v := src.v6[i]; v&aliasFlag == 0 {
+			return byLoc[v]
+		}
+		return src.v6[i]
+	}
+	n4, n6 := 0, 0
+	for i, id := range src.v4 {
+		if i == 0 || byLoc[id] != byLoc[src.v4[i-1]] {
+			n4++
 		}
 	}
-	for _, e := range db.tab.v6 {
-		v := e.id
-		if v&aliasFlag == 0 {
-			v = byLoc[v]
-		}
-		if n := len(r6); n == 0 || r6[n-1].id != v {
-			r6 = append(r6, run{u128{e.hi, e.lo}, v})
+	for i := range src.v6 {
+		if i == 0 || val6(i) != val6(i-1) {
+			n6++
 		}
 	}
-	t := &Table{aliases: db.tab.aliases, unknown: byLoc[0]}
+	t := &Table{aliases: src.aliases, unknown: byLoc[0],
+		s4: make([]uint32, 0, n4), v4: make([]uint32, 0, n4),
+		s6: make([]uint64, 0, n6), v6: make([]uint32, 0, n6)}
+	for i, id := range src.v4 {
+		if v := byLoc[id]; i == 0 || v != t.v4[len(t.v4)-1] {
+			t.s4 = append(t.s4, src.s4[i])
+			t.v4 = append(t.v4, v)
+		}
+	}
+	k := 0 // position in src.lo6
+	for i := range src.v6 {
+		if v := val6(i); i == 0 || v != t.v6[len(t.v6)-1] {
+			for k < len(src.lo6) && int(src.lo6[k].i) < i {
+				k++
+			}
+			if k < len(src.lo6) && int(src.lo6[k].i) == i {
+				t.lo6 = append(t.lo6, lo6{uint32(len(t.s6)), src.lo6[k].lo})
+			}
+			t.s6 = append(t.s6, src.s6[i])
+			t.v6 = append(t.v6, v)
+		}
+	}
 	// A first level of 2^l1 slots with about one range each keeps the
 	// search as short as the DB's while the index of a table with a few
 	// thousand ranges stays a few tens of KiB instead of the DB's 512.
-	l1 := uint(min(16, max(4, bits.Len(uint(max(len(r4), len(r6)))))))
-	t.build(r4, r6, l1)
+	l1 := uint(min(16, max(4, bits.Len(uint(max(n4, n6))))))
+	t.ix4 = newIndex(len(t.s4), func(i int) uint64 { return uint64(t.s4[i]) << 32 }, l1, min(15, 24-l1))
+	t.ix6 = newIndex(len(t.s6), func(i int) uint64 { return t.s6[i] }, l1, 12)
 	return t, nil
 }
 
@@ -109,7 +163,7 @@ func (db *DB) Derive(byLoc []uint32) (*Table, error) {
 // The zero Table maps everything to 0 with prefix length 0; an invalid
 // address gets the value of the unknown location with prefix length 0.
 func (t *Table) Lookup(a netip.Addr) (v uint32, bits int) {
-	if len(t.v4) == 0 {
+	if len(t.s4) == 0 {
 		return 0, 0
 	}
 	a = a.Unmap()
@@ -123,12 +177,11 @@ func (t *Table) Lookup(a netip.Addr) (v uint32, bits int) {
 	x := u128From16(a.As16())
 	i := t.find6(x)
 	end := maxU128
-	if i+1 < len(t.v6) {
-		end = u128{t.v6[i+1].hi, t.v6[i+1].lo}.sub1()
+	if i+1 < len(t.s6) {
+		end = t.start6(i + 1).sub1()
 	}
-	e := &t.v6[i]
-	bits = prefixBits(x, u128{e.hi, e.lo}, end, 128)
-	v = e.id
+	bits = prefixBits(x, t.start6(i), end, 128)
+	v = t.v6[i]
 	if v&aliasFlag != 0 {
 		at := int(t.aliases[v&^aliasFlag])
 		var b4 int
@@ -140,10 +193,10 @@ func (t *Table) Lookup(a netip.Addr) (v uint32, bits int) {
 
 func (t *Table) lookup4(x uint32) (id uint32, bits int) {
 	lo, hi := t.ix4.bounds(uint64(x) << 32)
-	s := t.v4
+	s := t.s4
 	for hi-lo > 1 {
 		m := int(uint(lo+hi) >> 1)
-		if s[m].start <= x {
+		if s[m] <= x {
 			lo = m
 		} else {
 			hi = m
@@ -151,17 +204,17 @@ func (t *Table) lookup4(x uint32) (id uint32, bits int) {
 	}
 	end := uint64(1<<32 - 1)
 	if lo+1 < len(s) {
-		end = uint64(s[lo+1].start) - 1
+		end = uint64(s[lo+1]) - 1
 	}
-	return s[lo].id, prefixBits(u128{0, uint64(x)}, u128{0, uint64(s[lo].start)}, u128{0, end}, 32)
+	return t.v4[lo], prefixBits(u128{0, uint64(x)}, u128{0, uint64(s[lo])}, u128{0, end}, 32)
 }
 
 func (t *Table) find6(x u128) int {
 	lo, hi := t.ix6.bounds(x.hi)
-	s := t.v6
+	s := t.s6
 	for hi-lo > 1 {
 		m := int(uint(lo+hi) >> 1)
-		if v := &s[m]; v.hi < x.hi || (v.hi == x.hi && v.lo <= x.lo) {
+		if h := s[m]; h < x.hi || (h == x.hi && t.low6(m) <= x.lo) {
 			lo = m
 		} else {
 			hi = m
@@ -172,12 +225,12 @@ func (t *Table) find6(x u128) int {
 
 // Ranges is the number of ranges of equal value, IPv4 and IPv6 counted
 // apart (an IPv6 subtree that aliases the IPv4 table counts as one).
-func (t *Table) Ranges() int { return len(t.v4) + len(t.v6) }
+func (t *Table) Ranges() int { return len(t.s4) + len(t.s6) }
 
 // Bytes is the approximate memory of the table, its index included and
 // the aliases it shares with its DB not.
 func (t *Table) Bytes() int {
-	return 8*len(t.v4) + 24*len(t.v6) + t.ix4.bytes() + t.ix6.bytes()
+	return 8*len(t.s4) + 12*len(t.s6) + 16*len(t.lo6) + t.ix4.bytes() + t.ix6.bytes()
 }
 
 // Range is one range of a table: addresses From through To (both
@@ -193,22 +246,22 @@ type Range struct {
 // its addresses have the values of the IPv4 addresses embedded in them.
 // It is for tests and tools, not for the query path.
 func (t *Table) All(f func(r Range, alias bool) bool) {
-	for i, e := range t.v4 {
+	for i, s := range t.s4 {
 		end := uint32(1<<32 - 1)
-		if i+1 < len(t.v4) {
-			end = t.v4[i+1].start - 1
+		if i+1 < len(t.s4) {
+			end = t.s4[i+1] - 1
 		}
-		if !f(Range{From: addr4(e.start), To: addr4(end), Value: e.id}, false) {
+		if !f(Range{From: addr4(s), To: addr4(end), Value: t.v4[i]}, false) {
 			return
 		}
 	}
-	for i, e := range t.v6 {
+	for i := range t.s6 {
 		end := maxU128
-		if i+1 < len(t.v6) {
-			end = u128{t.v6[i+1].hi, t.v6[i+1].lo}.sub1()
+		if i+1 < len(t.s6) {
+			end = t.start6(i + 1).sub1()
 		}
-		r := Range{From: netipFrom(u128{e.hi, e.lo}), To: netipFrom(end), Value: e.id}
-		alias := e.id&aliasFlag != 0
+		r := Range{From: netipFrom(t.start6(i)), To: netipFrom(end), Value: t.v6[i]}
+		alias := t.v6[i]&aliasFlag != 0
 		if alias {
 			r.Value = 0
 		}

@@ -17,7 +17,7 @@ var metadataMarker = []byte("\xAB\xCD\xEFMaxMind.com")
 // about twice as fast on a full City database, and it sees the nodes, so
 // it knows which subtrees alias the IPv4 subtree instead of guessing from
 // gaps. Records are decoded through the reader, once per distinct record.
-func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, b *builder, v4, v6 *runList) error {
+func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, b *builder, v4, v6 *ranges) error {
 	if !supportedType(md.DatabaseType) {
 		return fmt.Errorf("geo: open %s: database type %q has no city or country records (want a GeoIP2/GeoLite2 City or Country or a DB-IP City/Country Lite database)", path, md.DatabaseType)
 	}
@@ -34,6 +34,9 @@ func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, b *b
 	nodeCount := uint64(md.NodeCount)
 	nodeBytes := uint64(md.RecordSize) / 4
 	treeSize := nodeCount * nodeBytes
+	if uint64(len(buf)) >= 1<<32-1 {
+		return fmt.Errorf("geo: open %s: %d bytes: databases of 4 GiB or more are not supported", path, len(buf))
+	}
 	metaStart := bytes.LastIndex(buf, metadataMarker)
 	if metaStart < 0 || uint64(metaStart) < treeSize+16 {
 		return corrupt("search tree of %d nodes does not fit in %d bytes", nodeCount, len(buf))
@@ -73,7 +76,10 @@ func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, b *b
 
 	// Neighbouring networks mostly share a record, so the last one is
 	// checked before the map.
-	byPointer := make(map[uint64]uint32, nodeCount/16)
+	// Distinct records are about one per 16 nodes in City databases
+	// (fewer in Country ones): sized for that, the table rarely grows.
+	var byPointer ptrMap
+	byPointer.reserve(int(nodeCount / 16))
 	lastPtr, lastID := uint64(0), uint32(0)
 	locate := func(p uint64) (uint32, error) {
 		if p == nodeCount {
@@ -82,12 +88,12 @@ func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, b *b
 		if p == lastPtr {
 			return lastID, nil
 		}
-		id, ok := byPointer[p]
+		off := p - nodeCount - 16
+		if p < nodeCount+16 || off >= dataSize {
+			return 0, corrupt("record pointer %d outside the data section", p)
+		}
+		id, ok := byPointer.get(p)
 		if !ok {
-			off := p - nodeCount - 16
-			if p < nodeCount+16 || off >= dataSize {
-				return 0, corrupt("record pointer %d outside the data section", p)
-			}
 			rec, err := decode(uintptr(off))
 			if err != nil {
 				return 0, corrupt("record at %d: %v", off, err)
@@ -100,8 +106,14 @@ func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, b *b
 				hasCoords: rec.HasCoords,
 				source:    SourceDatabase,
 			}
+			b.learn(k.country, k.continent, &rec)
+			if k.country == "" && k.continent == "" && !k.hasCoords && rec.RegisteredCountry != "" {
+				// Only the registered country: placed there after the
+				// walk (builder.placeRegistered).
+				k.country, k.registered = strings.ToUpper(rec.RegisteredCountry), true
+			}
 			id = b.location(k)
-			byPointer[p] = id
+			byPointer.put(p, id)
 		}
 		lastPtr, lastID = p, id
 		return id, nil
@@ -226,4 +238,59 @@ func supportedType(t string) bool {
 		}
 	}
 	return false
+}
+
+// ptrMap maps record pointers to Location IDs during the walk: an open
+// addressing table of packed (pointer+1, ID) words, one cache line per
+// probe and no per-entry overhead, because a City database has hundreds
+// of thousands of distinct records and millions of networks pointing at
+// them. Pointers below 2^32 (files under 4 GiB) are the only kind.
+type ptrMap struct {
+	slots []uint64 // pointer+1 << 32 | id; 0 is empty
+	n     int
+}
+
+func (m *ptrMap) reserve(n int) {
+	size := 1 << 10
+	for size < 2*n {
+		size <<= 1
+	}
+	m.slots = make([]uint64, size)
+}
+
+func (m *ptrMap) slot(p uint64) int {
+	return int((p * 0x9e3779b97f4a7c15) >> 32 & uint64(len(m.slots)-1))
+}
+
+func (m *ptrMap) get(p uint64) (uint32, bool) {
+	if len(m.slots) == 0 {
+		return 0, false
+	}
+	for i := m.slot(p); ; i = (i + 1) & (len(m.slots) - 1) {
+		switch w := m.slots[i]; {
+		case w == 0:
+			return 0, false
+		case w>>32 == p+1:
+			return uint32(w), true
+		}
+	}
+}
+
+func (m *ptrMap) put(p uint64, id uint32) {
+	if 2*(m.n+1) > len(m.slots) {
+		old := m.slots
+		m.slots = make([]uint64, max(1<<10, 2*len(old)))
+		m.n = 0
+		for _, w := range old {
+			if w != 0 {
+				m.put(w>>32-1, uint32(w))
+			}
+		}
+	}
+	i := m.slot(p)
+	for m.slots[i] != 0 {
+		i = (i + 1) & (len(m.slots) - 1)
+	}
+	m.slots[i] = (p+1)<<32 | uint64(id)
+	m.n++
 }

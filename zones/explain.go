@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/netip"
 	"strconv"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -69,7 +70,8 @@ type TraceLocation struct {
 	Lon       *float64 `json:"lon,omitempty"`
 	// Network is the network around the client that has this location.
 	Network string `json:"network"`
-	// Source is "override" (geo.networks), "database" or "unknown".
+	// Source is "override" (geo.networks), "database", "database
+	// (registered country only)" or "unknown".
 	Source string `json:"source"`
 }
 
@@ -173,6 +175,9 @@ func (t *Trace) setLocation(q *query) {
 		tl.Source = "override"
 	case geo.SourceDatabase:
 		tl.Source = "database"
+		if l.Registered {
+			tl.Source = "database (registered country only)"
+		}
 	default:
 		tl.Source = "unknown"
 	}
@@ -202,6 +207,14 @@ func (pt *PoolTrace) traceOrder(v *View, p *Pool, q *query, base []rank, ord []i
 		var why []string
 		switch p.Policy {
 		case PolicyGeo:
+			if k := slices.Index(p.DefaultOrder, int(si)); len(p.DefaultOrder) > 0 && !placeable(p, q.loc) {
+				if k >= 0 {
+					why = append(why, fmt.Sprintf("no site can place the client: default_order position %d", k+1))
+				} else {
+					why = append(why, "no site can place the client, and default_order does not list this site")
+				}
+				break
+			}
 			why = append(why, geoReason(s, q.loc))
 		case PolicyFailover:
 			why = append(why, fmt.Sprintf("priority %d, file position %d", s.Priority, s.Index+1))

@@ -80,7 +80,7 @@ func TestExplainJSON(t *testing.T) {
 	if states["203.0.113.10"] != "drained" || states["198.51.100.10"] != "down" || states["192.0.2.10"] != "up" {
 		t.Errorf("address states %v", states)
 	}
-	if len(got.Pools[0].Sites) != 3 || got.Pools[0].Sites[0].Site != "fra" || got.Pools[0].Sites[0].Position != 1 || got.Scope != 24 || got.ScopeReason == "" {
+	if len(got.Pools[0].Sites) != 3 || got.Pools[0].Sites[0].Site != "fra" || got.Pools[0].Sites[0].Position != 1 || got.Scope != 25 || got.ScopeReason == "" {
 		t.Errorf("sites/scope: %s", b)
 	}
 }

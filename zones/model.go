@@ -133,6 +133,11 @@ type Pool struct {
 	Fallback    *Pool // set when WhenAllDown == AllDownFallback
 	Check       Check // the pool-wide check, before per-site overrides
 	Sites       []*Site
+	// DefaultOrder (policy geo) is the site order, as indices into Sites,
+	// for clients the pool cannot place: no location, or one that no
+	// site's countries, continents or coordinates rank. Sites it does
+	// not list follow, tied. Empty: such clients get a weighted order.
+	DefaultOrder []int
 	// Index is the pool's position in Snapshot.PoolList.
 	Index int
 

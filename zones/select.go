@@ -164,6 +164,9 @@ func (p *Pool) prepareGeo(db *geo.DB) {
 		// ID 0 is the unknown location: it gets order 0, which the
 		// zero table falls back to.
 		buf = geoRanks(p, db.Location(int32(id)), buf)
+		if len(p.DefaultOrder) > 0 && !placeable(p, db.Location(int32(id))) {
+			buf = defaultRanks(p, buf)
+		}
 		key = key[:0]
 		for _, r := range buf {
 			key = binary.LittleEndian.AppendUint32(key, uint32(r.site))
@@ -188,10 +191,41 @@ func (p *Pool) prepareGeo(db *geo.DB) {
 	p.sel.geoTab = tab
 }
 
-// geoKey is what geoRanks reads of p's sites, in file order: two pools
-// with the same key have the same rankings for every location.
+// placeable reports whether any site of p can rank a client at loc by
+// a claim or by distance: when none can, every site ties, and the pool's
+// default_order (if any) decides instead.
+func placeable(p *Pool, loc *geo.Location) bool {
+	for _, s := range p.Sites {
+		if c, _ := geoClass(s, loc); c != classRest {
+			return true
+		}
+	}
+	return false
+}
+
+// defaultRanks is p's default_order: the listed sites, each its own
+// tier, then the others tied. The order is fixed, so the answer and its
+// ECS scope are stable for every client that gets it, and networks that
+// get it merge with their neighbours whose ranking is the same.
+func defaultRanks(p *Pool, dst []rank) []rank {
+	dst = dst[:0]
+	for i, si := range p.DefaultOrder {
+		dst = append(dst, rank{site: int32(si), tier: int32(i)})
+	}
+	for i := range p.Sites {
+		if !slices.Contains(p.DefaultOrder, i) {
+			dst = append(dst, rank{site: int32(i), tier: int32(len(p.DefaultOrder))})
+		}
+	}
+	return dst
+}
+
+// geoKey is what geoRanks and defaultRanks read of p's sites, in file
+// order: two pools with the same key have the same rankings for every
+// location.
 func geoKey(p *Pool) string {
 	var b strings.Builder
+	fmt.Fprintf(&b, "%v;", p.DefaultOrder)
 	for _, s := range p.Sites {
 		fmt.Fprintf(&b, "%v|%v|%v|%v|%v;", s.HasCoords, math.Float64bits(s.Lat), math.Float64bits(s.Lon), s.Countries, s.Continents)
 	}
@@ -337,11 +371,11 @@ func (v *View) run(p *Pool, qtype uint16, c Client, dst []netip.Addr, tr *Trace)
 		q.addr, q.mapped = q.addr.Unmap(), true
 	}
 	r := v.selectPool(p, &q, dst, tr, 0)
-	if c.ECS && r.Scope > c.SourcePrefix {
-		if tr != nil {
-			tr.ScopeWhy += ", capped at the source prefix"
-		}
-		r.Scope = c.SourcePrefix
+	if c.ECS && r.Scope > c.SourcePrefix && tr != nil {
+		// RFC 7871 §7.2.1: the source prefix was too short to decide the
+		// answer; a longer scope tells the resolver to send longer
+		// prefixes for this network (gdnsd does the same).
+		tr.ScopeWhy += fmt.Sprintf(", longer than the source prefix /%d: networks inside it get different answers", c.SourcePrefix)
 	}
 	if tr != nil {
 		if !c.ECS {

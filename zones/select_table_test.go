@@ -171,7 +171,7 @@ func TestSelectScopeMerged(t *testing.T) {
 		{ecs("2001:db8:31::1", 128), tAAAA, 47, "2001:db8:30::/48 CH and 2001:db8:31::/48 EU"},
 		{ecs("::ffff:127.0.30.1", 128), tA, 96 + 23, "IPv4-mapped: IPv4 bits count from 96"},
 		{ecs("127.0.13.0", 24), tA, 23, "a /24 client network shares its answer with the whole /23"},
-		{ecs("127.0.12.0", 22), tA, 22, "capped at the source prefix"},
+		{ecs("127.0.12.0", 22), tA, 23, "the /22 source holds IN too: the longer /23 scope says so"},
 		// Mumbai's order (Singapore first) differs from Paris's.
 		{ecs("127.0.14.1", 32), tA, 24, "127.0.14.0/24 IN stays alone"},
 	} {

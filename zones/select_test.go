@@ -395,25 +395,25 @@ func TestSelectScope(t *testing.T) {
 		h      *testHealth
 		want   uint8
 	}{
-		{"geo", ecs("127.0.1.0", 24), tA, nil, 24},   // DE network is 127.0.1.0/25: capped at the source
+		{"geo", ecs("127.0.1.0", 24), tA, nil, 25},   // DE network is 127.0.1.0/25: longer than the source (RFC 7871 §7.2.1)
 		{"geo", ecs("127.0.1.5", 32), tA, nil, 25},   // the /25 left by the JP override
 		{"geo", ecs("127.0.1.200", 32), tA, nil, 25}, // the override itself
 		{"geo", ecs("127.0.20.0", 24), tA, nil, 23},  // two Frankfurt /24s merged into a /23
 		{"geo", ecs("127.0.50.0", 24), tA, nil, uint8(min(unknownBits, 24))},
 		{"geo", ecs("2001:db8:1::", 56), tAAAA, nil, 48},        // geo network wider than the source
-		{"geo", ecs("2001:db8:1::", 32), tAAAA, nil, 32},        // source wider than everything
+		{"geo", ecs("2001:db8:1::", 32), tAAAA, nil, 48},        // the /32 holds other answers: the /48 network
 		{"geo", ecs("::ffff:127.0.1.5", 128), tA, nil, 96 + 25}, // IPv4-mapped: IPv4 bits count from 96
 		{"geo", ecs("127.0.1.0", 24), tA, health(append(siteDown("iad"), siteDown("sin")...)...), 0},
 		{"geoaff", ecs("2001:db8:1::", 56), tAAAA, nil, 56},
 		{"geoaff", ecs("2001:db8:1::", 64), tAAAA, nil, 56},
-		{"geoaff", ecs("2001:db8:1::", 48), tAAAA, nil, 48},
+		{"geoaff", ecs("2001:db8:1::", 48), tAAAA, nil, 56}, // affinity splits the /48 by /56
 		{"geoaff", ecs("127.0.20.0", 24), tA, nil, 24},
 		{"geoaff", ecs("127.0.1.5", 32), tA, nil, 25},
 		{"geoaff", ecs("127.0.1.0", 24), tA, health(append(siteDown("iad"), siteDown("sin")...)...), 24}, // one site, affinity picks among its two
 		{"w", ecs("127.0.1.0", 24), tA, nil, 0},
 		{"waff", ecs("127.0.1.0", 24), tA, nil, 24},
 		{"waff", ecs("127.0.1.5", 32), tA, nil, 24},
-		{"waff", ecs("127.0.0.0", 20), tA, nil, 20},
+		{"waff", ecs("127.0.0.0", 20), tA, nil, 24}, // affinity splits the /20 by /24
 		{"waff", ecs("2001:db8:1::", 64), tAAAA, nil, 56},
 		{"fo", ecs("127.0.1.0", 24), tA, nil, 0},
 		{"geo", ecs("127.0.1.0", 24), tAAAA, health("2001:db8:20::10", "2001:db8:30::10"), 0}, // the only eligible address
@@ -585,5 +585,75 @@ func TestSelectManySites(t *testing.T) {
 	}
 	for range 50 {
 		checkInvariants(t, v, s.Pools["big"], tA, pkt("127.0.50.9"))
+	}
+}
+
+// TestSelectUnknownLocations: a record with only a registered country
+// places the client in that country; a client no site can place gets
+// the pool's default_order, the same answer and scope every time, and
+// its networks merge with neighbours whose ranking is the same.
+func TestSelectUnknownLocations(t *testing.T) {
+	pools := selPools() +
+		"[def]\npolicy = \"geo\"\nanswers = 1\ndefault_order = [\"sin\", \"fra\"]\n" + fmt.Sprintf(sites3, "def") +
+		"[defeu]\npolicy = \"geo\"\nanswers = 1\ndefault_order = [\"fra\", \"iad\", \"sin\"]\n" + fmt.Sprintf(sites3, "defeu")
+	s := loadFiles(t, selNode, zoneText("geo", "def", "defeu"), pools)
+	v := NewView(s, nil)
+	siteOf := func(r Result) string {
+		if r.Site == nil {
+			return ""
+		}
+		return r.Site.Name
+	}
+
+	// 127.0.40.0/24 names only the registered country AU: Oceania
+	// (sin claims it); 127.0.42.0/24 only BR: South America (iad).
+	for _, tc := range []struct{ client, want string }{
+		{"127.0.40.9", "sin"}, {"2001:db8:40::9", "sin"}, {"127.0.42.9", "iad"},
+	} {
+		qtype := tA
+		if netip.MustParseAddr(tc.client).Is6() {
+			qtype = tAAAA
+		}
+		for range 20 {
+			if r := sel(v, "geo", qtype, pkt(tc.client)); siteOf(r) != tc.want {
+				tr := v.Explain(s.Pools["geo"], qtype, pkt(tc.client))
+				t.Fatalf("registered-country client %s: site %s, want %s\n%s", tc.client, siteOf(r), tc.want, tr.Text())
+			}
+		}
+	}
+	if loc, _ := s.Geo.Lookup(netip.MustParseAddr("127.0.40.9")); loc.Country != "AU" || loc.Continent != "OC" || !loc.HasCoords || !loc.Registered {
+		t.Errorf("127.0.40.9 located at %+v, want AU, OC, the country-level coordinates, Registered", *loc)
+	}
+
+	// Unknown clients: without default_order a weighted draw among all
+	// three sites; with it always the first listed site.
+	seen := map[string]bool{}
+	for range 200 {
+		seen[siteOf(sel(v, "geo", tA, pkt("127.0.50.1")))] = true
+		if r := sel(v, "def", tA, ecs("127.0.50.0", 24)); siteOf(r) != "sin" {
+			t.Fatalf("unknown client with default_order [sin, fra]: site %s", siteOf(r))
+		}
+	}
+	if len(seen) < 2 {
+		t.Errorf("unknown client without default_order always went to %v, want a weighted draw", seen)
+	}
+	r1 := sel(v, "def", tA, ecs("127.0.50.0", 24))
+	r2 := sel(NewView(s, health(siteDown("sin")...)), "def", tA, ecs("127.0.50.0", 24))
+	if siteOf(r2) != "fra" || r2.Scope != r1.Scope {
+		t.Errorf("sin down: site %s scope %d, want fra with the same scope %d", siteOf(r2), r2.Scope, r1.Scope)
+	}
+	tr := v.Explain(s.Pools["def"], tA, ecs("127.0.50.0", 24))
+	if len(tr.Pools[0].Sites) == 0 || !strings.Contains(tr.Pools[0].Sites[0].Reason, "default_order position 1") {
+		t.Errorf("explain does not name default_order:\n%s", tr.Text())
+	}
+
+	// 2001:db8:1::/48 (DE: fra, iad, sin by distance) follows unknown
+	// space. With the default order equal to DE's ranking they merge
+	// into 2001:db8::/47; without, DE keeps its /48.
+	if r := sel(v, "geo", tAAAA, ecs("2001:db8:1::", 56)); r.Scope != 48 {
+		t.Errorf("geo 2001:db8:1::/56: scope %d, want 48", r.Scope)
+	}
+	if r := sel(v, "defeu", tAAAA, ecs("2001:db8:1::", 56)); r.Scope != 47 || siteOf(r) != "fra" {
+		t.Errorf("defeu 2001:db8:1::/56: site %s scope %d, want fra /47 (merged with the unknown 2001:db8::/48)", siteOf(r), r.Scope)
 	}
 }

@@ -122,9 +122,10 @@ type Client struct {
 type Result struct {
 	Addrs []netip.Addr // the caller's dst, filled
 	TTL   uint32
-	// Scope is the ECS scope prefix length for the response (README, How an answer is chosen),
-	// capped at the client's source prefix when the query carried ECS
-	// (without ECS it is computed all the same, for explain, and unused).
+	// Scope is the ECS scope prefix length for the response (README, How an answer is chosen);
+	// longer than the client's source prefix where the database splits
+	// it (RFC 7871 §7.2.1). Without ECS it is computed all the same, for
+	// explain, and unused.
 	// It is never wider than the network in which every address gets the
 	// same answer set; rotation among a site's addresses does not count.
 	Scope uint8

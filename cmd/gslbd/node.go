@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -76,6 +77,13 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A load leaves garbage about the size of what it built (the
+	// GeoIP walk's decoded records and maps, the build's chunks); the
+	// runtime would hand those pages back to the system only slowly, and
+	// until then they count in the process's resident memory. Collect and
+	// return them now, here and after every reload: it costs one
+	// collection of a heap that is mostly the new tables.
+	debug.FreeOSMemory()
 	for _, w := range snap.Warnings {
 		log.Warn("config", "warning", w)
 	}
@@ -260,6 +268,7 @@ func (n *node) reload(ctx context.Context) error {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
 	start := time.Now()
+	defer debug.FreeOSMemory()
 	cfg, err := config.LoadNodeConfig(n.path)
 	var snap *zones.Snapshot
 	if err == nil {

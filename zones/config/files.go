@@ -13,21 +13,11 @@ import (
 // error at once instead of a read that hangs (holding the reload lock) or
 // never ends.
 func ReadFile(path string, limit int64) ([]byte, os.FileInfo, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, fi, err := OpenRegular(path, limit)
 	if err != nil {
-		return nil, nil, err
+		return nil, fi, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fi, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("not a regular file (%s)", fileKind(fi.Mode()))}
-	}
-	if fi.Size() > limit {
-		return nil, fi, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("%d bytes, more than the %d allowed", fi.Size(), limit)}
-	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fi, err
@@ -36,6 +26,29 @@ func ReadFile(path string, limit int64) ([]byte, os.FileInfo, error) {
 		return nil, fi, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("more than the %d bytes allowed", limit)}
 	}
 	return data, fi, nil
+}
+
+// OpenRegular opens path for reading if it is a regular file of at most
+// limit bytes, without blocking on a FIFO; the caller closes it.
+func OpenRegular(path string, limit int64) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fi, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("not a regular file (%s)", fileKind(fi.Mode()))}
+	}
+	if fi.Size() > limit {
+		f.Close()
+		return nil, fi, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("%d bytes, more than the %d allowed", fi.Size(), limit)}
+	}
+	return f, fi, nil
 }
 
 // fileKind names what a non-regular file is.

@@ -392,15 +392,16 @@ func plural(n int, what string) string {
 // a few hundred MiB.
 const MaxGeoDB = 1 << 30
 
-// openGeo loads geo.city_db, read through ReadFile so that a FIFO or a
-// device is an error rather than a hang.
+// openGeo loads geo.city_db, opened through OpenRegular so that a FIFO
+// or a device is an error rather than a hang.
 func openGeo(cfg *NodeConfig) (*geo.DB, error) {
 	if cfg.Geo.CityDB == "" {
 		return mmdb.Open("", overrides(cfg))
 	}
-	buf, _, err := ReadFile(cfg.Geo.CityDB, MaxGeoDB)
+	f, _, err := OpenRegular(cfg.Geo.CityDB, MaxGeoDB)
 	if err != nil {
 		return nil, fmt.Errorf("geo: open %s: %w", cfg.Geo.CityDB, err)
 	}
-	return mmdb.OpenBytes(cfg.Geo.CityDB, buf, overrides(cfg))
+	defer f.Close()
+	return mmdb.OpenFile(cfg.Geo.CityDB, f, overrides(cfg))
 }

@@ -28,7 +28,7 @@ const (
 )
 
 var (
-	poolKeys  = []string{"policy", "answers", "ttl", "affinity", "when_all_down", "fallback", "check", "sites"}
+	poolKeys  = []string{"policy", "answers", "ttl", "affinity", "when_all_down", "fallback", "check", "sites", "default_order"}
 	siteKeys  = []string{"name", "lat", "lon", "countries", "continents", "weight", "priority", "drained", "addresses", "check"}
 	checkKeys = []string{"type", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall", "tls_skip_verify",
 		"headers", "body_match", "name", "qtype", "rcode", "answer"}
@@ -567,11 +567,50 @@ func parsePool(d *doc, name string, t *table) *poolSrc {
 		}
 		p.Sites = append(p.Sites, site)
 	}
+	parseDefaultOrder(t, p)
 	if p.Policy == zones.PolicyWeighted && len(p.Sites) > 0 && !slices.ContainsFunc(p.Sites, func(s *zones.Site) bool { return s.Weight > 0 }) {
 		t.errf("policy", "weighted pool where every site has weight 0: no site could ever be chosen")
 	}
 	t.done(poolKeys...)
 	return ps
+}
+
+// parseDefaultOrder reads default_order: site names, each at most once,
+// giving the site order of a geo pool for clients it cannot place.
+func parseDefaultOrder(t *table, p *zones.Pool) {
+	var names []string
+	if !t.has("default_order") {
+		return
+	}
+	t.strs("default_order", false, &names) // wrong elements are reported, the rest checked
+	if names == nil {
+		return // not an array: reported
+	}
+	if p.Policy != zones.PolicyGeo {
+		t.errf("default_order", "default_order applies to policy \"geo\" only (this pool is %s)", p.Policy)
+		return
+	}
+	if len(names) == 0 {
+		t.errf("default_order", "empty: name at least one site, or leave default_order out for a weighted order")
+		return
+	}
+	var all []string
+	for _, s := range p.Sites {
+		all = append(all, s.Name)
+	}
+	seen := map[int]bool{}
+	for j, name := range names {
+		i := slices.IndexFunc(p.Sites, func(s *zones.Site) bool { return s.Name == name })
+		switch {
+		case i < 0:
+			t.d.errf(t.elemPath("default_order", j), "unknown site %q (the pool's sites: %s)", name, strings.Join(all, ", "))
+		case seen[i]:
+			t.d.errf(t.elemPath("default_order", j), "site %q listed twice", name)
+		default:
+			seen[i] = true
+			p.DefaultOrder = append(p.DefaultOrder, i)
+		}
+	}
 }
 
 func parseSite(t *table, p *zones.Pool, i int, pool *checkSpec, seenAddr map[netip.Addr]string) *zones.Site {

@@ -28,30 +28,41 @@ type place struct {
 	city, country, countryName, continent string
 	lat, lon                              float64
 	noCoords                              bool // a country- or continent-level record
+	// registered makes a record with only registered_country (the
+	// country the network is registered in, country being the place):
+	// what GeoLite2 has for many anycast and hosting networks.
+	registered bool
 }
 
 var (
-	frankfurt    = place{"Frankfurt", "DE", "Germany", "EU", 50.1109, 8.6821, false}
-	ashburn      = place{"Ashburn", "US", "United States", "NA", 39.0438, -77.4874, false}
-	tokyo        = place{"Tokyo", "JP", "Japan", "AS", 35.6895, 139.6917, false}
-	saoPaulo     = place{"São Paulo", "BR", "Brazil", "SA", -23.5505, -46.6333, false}
-	sydney       = place{"Sydney", "AU", "Australia", "OC", -33.8688, 151.2093, false}
-	johannesburg = place{"Johannesburg", "ZA", "South Africa", "AF", -26.2041, 28.0473, false}
-	london       = place{"London", "GB", "United Kingdom", "EU", 51.5074, -0.1278, false}
-	toronto      = place{"Toronto", "CA", "Canada", "NA", 43.6532, -79.3832, false}
-	singapore    = place{"Singapore", "SG", "Singapore", "AS", 1.3521, 103.8198, false}
-	buenosAires  = place{"Buenos Aires", "AR", "Argentina", "SA", -34.6037, -58.3816, false}
-	auckland     = place{"Auckland", "NZ", "New Zealand", "OC", -36.8485, 174.7633, false}
-	lagos        = place{"Lagos", "NG", "Nigeria", "AF", 6.5244, 3.3792, false}
-	paris        = place{"Paris", "FR", "France", "EU", 48.8566, 2.3522, false}
-	mumbai       = place{"Mumbai", "IN", "India", "AS", 19.0760, 72.8777, false}
-	mexicoCity   = place{"Mexico City", "MX", "Mexico", "NA", 19.4326, -99.1332, false}
-	santiago     = place{"Santiago", "CL", "Chile", "SA", -33.4489, -70.6693, false}
-	nairobi      = place{"Nairobi", "KE", "Kenya", "AF", -1.2921, 36.8219, false}
+	frankfurt    = place{"Frankfurt", "DE", "Germany", "EU", 50.1109, 8.6821, false, false}
+	ashburn      = place{"Ashburn", "US", "United States", "NA", 39.0438, -77.4874, false, false}
+	tokyo        = place{"Tokyo", "JP", "Japan", "AS", 35.6895, 139.6917, false, false}
+	saoPaulo     = place{"São Paulo", "BR", "Brazil", "SA", -23.5505, -46.6333, false, false}
+	sydney       = place{"Sydney", "AU", "Australia", "OC", -33.8688, 151.2093, false, false}
+	johannesburg = place{"Johannesburg", "ZA", "South Africa", "AF", -26.2041, 28.0473, false, false}
+	london       = place{"London", "GB", "United Kingdom", "EU", 51.5074, -0.1278, false, false}
+	toronto      = place{"Toronto", "CA", "Canada", "NA", 43.6532, -79.3832, false, false}
+	singapore    = place{"Singapore", "SG", "Singapore", "AS", 1.3521, 103.8198, false, false}
+	buenosAires  = place{"Buenos Aires", "AR", "Argentina", "SA", -34.6037, -58.3816, false, false}
+	auckland     = place{"Auckland", "NZ", "New Zealand", "OC", -36.8485, 174.7633, false, false}
+	lagos        = place{"Lagos", "NG", "Nigeria", "AF", 6.5244, 3.3792, false, false}
+	paris        = place{"Paris", "FR", "France", "EU", 48.8566, 2.3522, false, false}
+	mumbai       = place{"Mumbai", "IN", "India", "AS", 19.0760, 72.8777, false, false}
+	mexicoCity   = place{"Mexico City", "MX", "Mexico", "NA", 19.4326, -99.1332, false, false}
+	santiago     = place{"Santiago", "CL", "Chile", "SA", -33.4489, -70.6693, false, false}
+	nairobi      = place{"Nairobi", "KE", "Kenya", "AF", -1.2921, 36.8219, false, false}
 	// Country- and continent-level records, as real databases have for
 	// networks they cannot place more precisely.
-	switzerland = place{"", "CH", "Switzerland", "EU", 0, 0, true}
-	europe      = place{"", "", "", "EU", 0, 0, true}
+	switzerland = place{"", "CH", "Switzerland", "EU", 0, 0, true, false}
+	europe      = place{"", "", "", "EU", 0, 0, true, false}
+	// A country-level record with coordinates (MaxMind places such
+	// records at the country's centre), and records that name only the
+	// registered country, one of a country with a country-level record
+	// and one of a country without.
+	australia    = place{"", "AU", "Australia", "OC", -25.0, 135.0, false, false}
+	registeredAU = place{"", "AU", "Australia", "", 0, 0, true, true}
+	registeredBR = place{"", "BR", "Brazil", "", 0, 0, true, true}
 )
 
 // network is one row of the table; a nil place inserts nothing (the
@@ -87,6 +98,9 @@ var table = []network{
 	{"127.0.21.0/24", &frankfurt},
 	{"127.0.30.0/24", &switzerland},
 	{"127.0.31.0/24", &europe},
+	{"127.0.40.0/24", &registeredAU},
+	{"127.0.41.0/24", &australia},
+	{"127.0.42.0/24", &registeredBR},
 
 	{"192.0.2.0/26", &frankfurt},
 	{"192.0.2.64/26", &ashburn},
@@ -122,6 +136,7 @@ var table = []network{
 	{"2001:db8:21::/48", &frankfurt},
 	{"2001:db8:30::/48", &switzerland},
 	{"2001:db8:31::/48", &europe},
+	{"2001:db8:40::/48", &registeredAU},
 }
 
 // buildEpoch is fixed so that regenerating gives the same bytes.
@@ -137,6 +152,9 @@ var continentNames = map[string]string{
 }
 
 func record(p *place, city bool) mmdbtype.Map {
+	if p.registered {
+		return mmdbtype.Map{"registered_country": mmdbtype.Map{"iso_code": mmdbtype.String(p.country), "names": names(p.countryName)}}
+	}
 	m := mmdbtype.Map{
 		"continent": mmdbtype.Map{"code": mmdbtype.String(p.continent), "names": names(continentNames[p.continent])},
 	}
@@ -145,7 +163,7 @@ func record(p *place, city bool) mmdbtype.Map {
 		m["registered_country"] = m["country"]
 	}
 	if city && p.city != "" {
-		m["city"] = mmdbtype.Map{"names": names(p.city)}
+		m["city"] = mmdbtype.Map{"geoname_id": mmdbtype.Uint32(geonameID(p.city)), "names": names(p.city)}
 	}
 	if city && !p.noCoords {
 		m["location"] = mmdbtype.Map{
@@ -155,6 +173,16 @@ func record(p *place, city bool) mmdbtype.Map {
 		}
 	}
 	return m
+}
+
+// geonameID is a stand-in for the GeoNames ID real databases give every
+// city (gslbd reads only whether there is one): a hash of the name.
+func geonameID(city string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(city); i++ {
+		h = (h ^ uint32(city[i])) * 16777619
+	}
+	return h>>8 + 1
 }
 
 func write(path, dbType string, city bool) error {
@@ -197,7 +225,9 @@ do not edit by hand. ` + "`city.mmdb`" + ` is in GeoIP2-City format (country, co
 city name, latitude/longitude), ` + "`country.mmdb`" + ` in GeoIP2-Country format (country
 and continent only) over the same networks. Only loopback (127.0.0.0/8) and
 documentation networks (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
-2001:db8::/32) are used. Every address not listed is unknown. The geo tests
+2001:db8::/32) are used. Every address not listed is unknown. "registered: AU"
+marks a record with only registered_country, as GeoLite2 has for many anycast
+and hosting networks. The geo tests
 read this table and check every row against both databases.
 
 To point gslbd at a real database instead, see docs/geoip.md.
@@ -211,6 +241,10 @@ To point gslbd at a real database instead, see docs/geoip.md.
 			continue
 		}
 		p := n.place
+		if p.registered {
+			fmt.Fprintf(&b, "| %s | registered: %s | | | | |\n", n.cidr, p.country)
+			continue
+		}
 		lat, lon := "", ""
 		if !p.noCoords {
 			lat, lon = fmt.Sprint(p.lat), fmt.Sprint(p.lon)
