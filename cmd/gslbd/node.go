@@ -39,7 +39,10 @@ type node struct {
 
 	mu   sync.Mutex // serialises reload and publish
 	snap *zones.Snapshot
-	view atomic.Pointer[zones.View]
+	// probing is the target keys the monitor was last given (nil: none
+	// yet for this snapshot).
+	probing []string
+	view    atomic.Pointer[zones.View]
 }
 
 func newNode(path string, log *slog.Logger) (*node, error) {
@@ -83,6 +86,10 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 		Monitor:    cfg.Health.Probe,
 		Logger:     log,
 		Registerer: n.reg,
+
+		MonitorsPerTarget: cfg.Health.MonitorsPerTarget,
+		ReconnectInterval: cfg.Cluster.ReconnectInterval,
+		Retention:         cfg.Cluster.Retention,
 	})
 	if err != nil {
 		return nil, err
@@ -183,9 +190,34 @@ func (n *node) applyTargets() {
 		intervals[t.Key] = t.Check.Interval
 	}
 	n.mesh.SetTargets(intervals)
-	if n.mon != nil {
-		n.mon.Update(n.snap.Targets)
+	n.mesh.SetConfigDigest(n.snap.ConfigDigest)
+	n.probing = nil // a new snapshot: hand the monitor its targets anew
+	n.updateProbes()
+}
+
+// updateProbes gives the monitor the targets the mesh assigns to this
+// node: all of them, or with health.monitors_per_target = K the ones this
+// node ranks among the K for. It runs after every mesh change, so when a
+// monitor dies its targets start being probed elsewhere at once. Callers
+// hold n.mu.
+func (n *node) updateProbes() {
+	if n.mon == nil {
+		return
 	}
+	a := n.mesh.Assignment()
+	var ts []zones.Target
+	var keys []string
+	for _, t := range n.snap.Targets {
+		if a.Probes(t.Key) {
+			ts = append(ts, t)
+			keys = append(keys, t.Key)
+		}
+	}
+	if n.probing != nil && slices.Equal(keys, n.probing) {
+		return
+	}
+	n.probing = append([]string{}, keys...)
+	n.mon.Update(ts)
 }
 
 // reload re-reads every file and swaps the new snapshot in only when all of
@@ -274,6 +306,7 @@ func (n *node) loop(ctx context.Context, hup <-chan os.Signal) {
 			return
 		case <-changes:
 			n.mu.Lock()
+			n.updateProbes()
 			n.publish()
 			n.mu.Unlock()
 		case <-hup:

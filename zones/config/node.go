@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // NodeConfig is gslbd.toml (SPEC §2), decoded strictly, defaults applied,
 // relative paths resolved against the file's directory.
 type NodeConfig struct {
@@ -78,6 +80,9 @@ type DirSection struct {
 
 type HealthSection struct {
 	Probe bool `toml:"probe"` // default true
+	// MonitorsPerTarget is how many monitors probe each target, chosen by
+	// rendezvous hashing over the live monitors; 0 (default) means all.
+	MonitorsPerTarget int `toml:"monitors_per_target"`
 }
 
 type ClusterSection struct {
@@ -88,6 +93,12 @@ type ClusterSection struct {
 	SecretFile string   `toml:"secret_file"` // resolved to an absolute path
 	// Label isolates clusters that share a network (memberlist Label).
 	Label string `toml:"label"`
+	// ReconnectInterval is how often failed members and the join list are
+	// tried again (default 5 s), so that a healed partition rejoins.
+	ReconnectInterval time.Duration `toml:"reconnect_interval"`
+	// Retention is how long monitors, members, drains and report
+	// tombstones dead, gone or withdrawn are kept (default 24 h).
+	Retention time.Duration `toml:"retention"`
 }
 
 type AdminSection struct {
