@@ -1,6 +1,7 @@
 package dnssec
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -186,7 +187,7 @@ func (z *Zone) compute(t time.Time) *State {
 		t     uint16
 		tails [][]byte
 	}{{&st.DNSKEY, dns.TypeDNSKEY, dnskey}, {&st.CDS, dns.TypeCDS, cds}, {&st.CDNSKEY, dns.TypeCDNSKEY, cdnskey}} {
-		slices.SortFunc(set.tails, func(a, b []byte) int { return compareBytes(a[10:], b[10:]) })
+		slices.SortFunc(set.tails, func(a, b []byte) int { return bytes.Compare(a[10:], b[10:]) })
 		set.dst.Type, set.dst.TTL = set.t, z.TTL
 		for _, tail := range set.tails {
 			set.dst.add(tail)
@@ -222,8 +223,4 @@ func packTail(rr dns.RR) []byte {
 		panic(fmt.Sprintf("dnssec: pack %s: %v", rr, err))
 	}
 	return buf[1:n:n]
-}
-
-func compareBytes(a, b []byte) int {
-	return strings.Compare(string(a), string(b))
 }

@@ -37,11 +37,20 @@ func signedKeys(t testing.TB, alg uint8, split bool) []*dnssec.Key {
 	return []*dnssec.Key{gen(true)}
 }
 
-// signView loads the default test files and signs gslb.example.com.
-// with keys.
+// signedZoneExtra adds a secure delegation (with DS) to the test zone.
+const signedZoneExtra = `
+[records.secure]
+NS = ["ns.elsewhere.net."]
+DS = ["12345 13 2 3B3A4F2A9E55C1B9E7F2D6D18F4E0C6E1E7E5BE45F6A1F4D2C3B1A0F9E8D7C6B"]
+`
+
+// signView loads the default test files, with a secure delegation added,
+// and signs gslb.example.com. with keys.
 func signView(t testing.TB, keys []*dnssec.Key) *zones.View {
 	t.Helper()
-	v := loadView(t, defaultFiles())
+	files := defaultFiles()
+	files["zones/gslb.toml"] += signedZoneExtra
+	v := loadView(t, files)
 	z := v.Snap.Zone(signedOrigin)
 	dz, err := dnssec.NewZone(signedOrigin, keys, 300)
 	if err != nil {
@@ -180,6 +189,7 @@ func TestSignedAnswers(t *testing.T) {
 				{"y.wild.gslb.example.com.", dns.TypeTXT, 0, []uint16{dns.TypeA, dns.TypeRRSIG, dns.TypeNSEC}, false},
 				{"gslb.example.com.", dns.TypeSRV, 0, []uint16{dns.TypeNS, dns.TypeSOA, dns.TypeMX, dns.TypeTXT, dns.TypeRRSIG, dns.TypeNSEC, dns.TypeDNSKEY, dns.TypeCDS, dns.TypeCDNSKEY, dns.TypeCAA}, false},
 				{"sub.gslb.example.com.", dns.TypeDS, 0, []uint16{dns.TypeNS, dns.TypeRRSIG, dns.TypeNSEC}, false},
+				{"secure.gslb.example.com.", dns.TypeDS, 1, nil, false},
 			} {
 				for _, tcp := range []bool{false, true} {
 					m := ask(doQuery(c.name, c.qtype, 1232), tcp)
@@ -240,6 +250,25 @@ func TestSignedAnswers(t *testing.T) {
 				t.Errorf("signed referral: %v", m)
 			}
 			checkSigned(t, m, keys)
+			// A referral to a signed child carries its signed DS instead;
+			// without DO, neither.
+			m = ask(doQuery("www.secure.gslb.example.com.", dns.TypeA, 1232), false)
+			ds := 0
+			for _, rr := range m.Ns {
+				if rr.Header().Rrtype == dns.TypeDS {
+					ds++
+				}
+			}
+			if m.Authoritative || ds != 1 || nsecOf(m) != nil {
+				t.Errorf("signed referral to a secure child: %v", m)
+			}
+			checkSigned(t, m, keys)
+			m = ask(mkQuery("www.secure.gslb.example.com.", dns.TypeA), false)
+			for _, rr := range m.Ns {
+				if t := rr.Header().Rrtype; t == dns.TypeDS || t == dns.TypeRRSIG || t == dns.TypeNSEC {
+					panic(fmt.Sprintf("%v in a referral without DO", rr))
+				}
+			}
 
 			// Explicit NXNAME questions are a format error (RFC 9824 §3.5).
 			if m := ask(doQuery("www.gslb.example.com.", dns.TypeNXNAME, 1232), false); m.Rcode != dns.RcodeFormatError {

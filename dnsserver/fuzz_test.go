@@ -41,6 +41,14 @@ func fuzzSeeds(t testing.TB) map[string][]byte {
 		"cookie-server":  pack(t, cookieQuery("www.gslb.example.com.", "0102030405060708", "010000005cf79f111f8130c3eee29480")),
 		"cookie-short":   pack(t, cookieQuery("www.gslb.example.com.", "01020304", "")),
 		"axfr":           pack(t, mkQuery("gslb.example.com.", dns.TypeAXFR)),
+		"do-pool":        pack(t, doQuery("www.gslb.example.com.", dns.TypeA, 1232)),
+		"do-nxdomain":    pack(t, doQuery("nope.gslb.example.com.", dns.TypeA, 1232)),
+		"do-nodata":      pack(t, doQuery("static.gslb.example.com.", dns.TypeTXT, 1232)),
+		"do-referral":    pack(t, doQuery("x.secure.gslb.example.com.", dns.TypeA, 1232)),
+		"do-dnskey":      pack(t, doQuery("gslb.example.com.", dns.TypeDNSKEY, 1232)),
+		"do-big-512":     pack(t, doQuery("big.gslb.example.com.", dns.TypeTXT, 512)),
+		"do-wildcard":    pack(t, doQuery("a.b.wild.gslb.example.com.", dns.TypeA, 1232)),
+		"nxname":         pack(t, doQuery("www.gslb.example.com.", dns.TypeNXNAME, 1232)),
 	}
 	noQuestion := cookieQuery("www.gslb.example.com.", "0102030405060708", "")
 	noQuestion.Question = nil
@@ -73,31 +81,41 @@ func FuzzHandle(f *testing.F) {
 		f.Add(b, false)
 		f.Add(b, true)
 	}
-	s := handlerFixture(f)
+	// Every input goes to an unsigned server and to one whose main zone
+	// is signed, so the signing path sees the same packets.
+	unsigned, signed := handlerFixture(f), signedFixture(f)
 	f.Fuzz(func(t *testing.T, pkt []byte, tcp bool) {
-		buf := make([]byte, 0, 65535)
-		resp := s.Handle(buf, pkt, benchSrc, tcp)
-		if resp == nil {
-			if len(pkt) >= headerLen && pkt[2]&0x80 == 0 {
-				t.Fatalf("a sane header got no reply")
-			}
-			return
-		}
-		if len(pkt) < headerLen || pkt[2]&0x80 != 0 {
-			t.Fatalf("replied to junk")
-		}
-		if !tcp && len(resp) > int(s.cfg.UDPSize) {
-			t.Fatalf("UDP response of %d bytes exceeds udp_size %d", len(resp), s.cfg.UDPSize)
-		}
-		if resp[0] != pkt[0] || resp[1] != pkt[1] || resp[2]&0x80 == 0 {
-			t.Fatalf("response header % x for query header % x", resp[:4], pkt[:4])
-		}
-		// Everything we send must parse.
-		var m dns.Msg
-		if err := m.Unpack(resp); err != nil {
-			t.Fatalf("unpack our response: %v\nquery % x\nresponse % x", err, pkt, resp)
+		for _, s := range []*Server{unsigned, signed} {
+			fuzzOne(t, s, pkt, tcp)
 		}
 	})
+}
+
+// fuzzOne checks one input against s: junk dropped, everything else
+// answered within the size limits with a response that parses.
+func fuzzOne(t *testing.T, s *Server, pkt []byte, tcp bool) {
+	buf := make([]byte, 0, 65535)
+	resp := s.Handle(buf, pkt, benchSrc, tcp)
+	if resp == nil {
+		if len(pkt) >= headerLen && pkt[2]&0x80 == 0 {
+			t.Fatalf("a sane header got no reply")
+		}
+		return
+	}
+	if len(pkt) < headerLen || pkt[2]&0x80 != 0 {
+		t.Fatalf("replied to junk")
+	}
+	if !tcp && len(resp) > int(s.cfg.UDPSize) {
+		t.Fatalf("UDP response of %d bytes exceeds udp_size %d", len(resp), s.cfg.UDPSize)
+	}
+	if resp[0] != pkt[0] || resp[1] != pkt[1] || resp[2]&0x80 == 0 {
+		t.Fatalf("response header % x for query header % x", resp[:4], pkt[:4])
+	}
+	// Everything we send must parse.
+	var m dns.Msg
+	if err := m.Unpack(resp); err != nil {
+		t.Fatalf("unpack our response: %v\nquery % x\nresponse % x", err, pkt, resp)
+	}
 }
 
 // TestGenerateFuzzCorpus writes the seed corpus when run with -gen-corpus;

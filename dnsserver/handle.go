@@ -202,7 +202,7 @@ func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
 	}
 	r := resolver{st: st, z: z, q: &q, w: &w, soaPtr: uint16(headerLen + zoff)}
 	if z.keys != nil {
-		r.sg.now = time.Now()
+		r.sg.now = time.Unix(s.unixNow(), 0) // key timing and signatures count whole seconds
 		r.sg.st = z.keys.At(r.sg.now)
 		r.sg.sign = q.do
 	}

@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -13,8 +15,9 @@ import (
 // relative to the zone file's directory) and gives the zone its signing
 // material. Every problem is reported at its key_files entry: a missing,
 // unreadable or mismatched file, an algorithm gslbd does not sign with,
-// keys that cannot sign together, and keys none of which signs now.
-func loadKeys(zs *zoneSrc, dir string) {
+// keys that cannot sign together, and keys none of which signs now. A
+// private key that group or others may read is a warning.
+func loadKeys(zs *zoneSrc, dir string, warns *[]string) {
 	if !zs.signed || len(zs.keyFiles) == 0 {
 		return
 	}
@@ -26,15 +29,19 @@ func loadKeys(zs *zoneSrc, dir string) {
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(dir, path)
 		}
+		shown := ref.file
+		if !filepath.IsAbs(shown) {
+			shown = filepath.Join(filepath.Dir(z.File), shown)
+		}
 		k, err := dnssec.ReadKey(path, z.Origin)
 		if err != nil {
-			shown := ref.file
-			if !filepath.IsAbs(shown) {
-				shown = filepath.Join(filepath.Dir(z.File), shown)
-			}
 			zs.d.errf(ref.at, "%s", keyProblem(shown, err))
 			ok = false
 			continue
+		}
+		if fi, err := os.Stat(dnssec.PrivatePath(path)); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			*warns = append(*warns, fmt.Sprintf("%s: private key %s is readable by group or others (mode %04o): chmod 600 it",
+				z.File, dnssec.PrivatePath(shown), fi.Mode().Perm()))
 		}
 		keys = append(keys, k)
 	}

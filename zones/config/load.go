@@ -83,7 +83,7 @@ func Load(cfg *NodeConfig) (*zones.Snapshot, error) {
 			continue
 		}
 		origins[z.Origin] = zs
-		loadKeys(zs, filepath.Dir(f))
+		loadKeys(zs, filepath.Dir(f), &s.Warnings)
 		s.Zones = append(s.Zones, z)
 		s.Files = append(s.Files, zones.FileSummary{Path: z.File, Summary: zoneSummary(zs)})
 	}
