@@ -8,7 +8,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 EXAMPLE  := testdata/example
 CONTRACT ?= ../shared/contract
 
-.PHONY: help build run test testtools lint fuzz bench contract geodata clean
+.PHONY: help build run test testdeps testtools lint fuzz bench contract geodata clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,9 +23,12 @@ run: build ## serve testdata/example on 127.0.0.1:5353 (admin on :8053) with dem
 	@bin/demo-backends & pid=$$!; trap 'kill $$pid 2>/dev/null' EXIT INT TERM; \
 		$(BIN) serve -config $(EXAMPLE)/gslbd.toml
 
-test: lint testtools ## run every test with the race detector (unit, wire, fuzz seeds, real dig/unbound/chromium end-to-end)
+test: testdeps lint testtools ## run every test with the race detector (unit, wire, fuzz seeds, real dig/unbound/chromium end-to-end)
 	$(GO) build ./$(EXAMPLE)/backends ./testdata/geo/gen
 	$(GO) test -race -count=1 -timeout 8m ./...
+
+testdeps: ## install the programs the tests drive (dig, delv, unbound, chromium…) when root with apt, else print the command
+	@sh tools/testdeps/testdeps.sh
 
 # promtool checks contrib/prometheus and the dashboard's queries. When it is
 # not on PATH, Debian's prometheus package is downloaded and only unpacked
@@ -37,15 +40,17 @@ testtools: ## fetch what the tests need and apt-get does not install as a comman
 		{ apt-get download prometheus 2>/dev/null || { apt-get update -q && apt-get download prometheus; }; } && \
 		dpkg-deb -x prometheus_*.deb prometheus && rm -f prometheus_*.deb && echo "unpacked promtool into $(PROMTOOL_DIR)"; }
 
-lint: ## gofmt check and go vet
+lint: ## gofmt check, go vet, and go.mod/go.sum tidy (go mod tidy -diff)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./... ./$(EXAMPLE)/backends ./testdata/geo/gen
+	$(GO) mod tidy -diff
 
 contract: ## run the black-box contract smoke test in ../shared/contract against this tree
 	cd $(CONTRACT) && GSLBD_SRC=$(CURDIR) $(GO) test -count=1 ./...
 
-fuzz: ## fuzz the packet path, the config loaders and the selection (FUZZTIME each, default 1m)
+fuzz: ## fuzz the packet path, the config loaders, the wire-table compile and the selection (FUZZTIME each, default 1m)
 	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $${FUZZTIME:-1m} ./dnsserver
+	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $${FUZZTIME:-1m} ./dnsserver
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadZoneFile$$' -fuzztime $${FUZZTIME:-1m} ./zones/config
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadPoolFile$$' -fuzztime $${FUZZTIME:-1m} ./zones/config
 	$(GO) test -run '^$$' -fuzz '^FuzzSelect$$' -fuzztime $${FUZZTIME:-1m} ./zones

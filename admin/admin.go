@@ -1,4 +1,4 @@
-// Package admin is gslbd's operator interface over HTTP (SPEC §8): health
+// Package admin is gslbd's operator interface over HTTP (docs/operations.md, Admin API): health
 // and Prometheus endpoints, a JSON API for status, explain, drains and
 // reload, and a live status page embedded in the binary. It also holds the
 // HTTP client the command line uses to talk to a node.
@@ -33,6 +33,12 @@ import (
 // cheap (an atomic load) and may be called from many goroutines at once.
 type Source interface {
 	View() *zones.View
+}
+
+// Explainer answers a query the way the DNS server does, tracing each
+// step; ecsPrefix < 0 means no ECS (see dnsserver.Server.Explain).
+type Explainer interface {
+	Explain(name string, qtype uint16, client netip.Addr, ecsPrefix int) (*zones.Trace, error)
 }
 
 // Member is one node of the mesh as the mesh sees it.
@@ -131,11 +137,19 @@ type Options struct {
 	// state collector (verdicts, drains and votes as gauges).
 	Registerer prometheus.Registerer
 
-	Source  Source
-	Mesh    Mesh    // nil: a node without a mesh (no members, no drains)
-	Monitor Monitor // nil: no local probe details
+	Source Source
+	// Explainer traces one query for GET /api/v1/explain: the running DNS
+	// server's resolver with its trace hook set. nil (a node without DNS
+	// listeners): the view of Source is compiled for each request into the
+	// same table (dnsserver.Explain).
+	Explainer Explainer
+	Mesh      Mesh    // nil: a node without a mesh (no members, no drains)
+	Monitor   Monitor // nil: no local probe details
+	// External is the external health feed; nil on a node that does not
+	// probe (its calls answer 503).
+	External External
 
-	// Reload re-reads the configuration and swaps it in (SPEC §9). On
+	// Reload re-reads the configuration and swaps it in (docs/operations.md). On
 	// failure it returns every error, joined with errors.Join.
 	Reload func(ctx context.Context) error
 

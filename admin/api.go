@@ -37,7 +37,10 @@ func (s *Server) routes() http.Handler {
 		"/api/v1/drain":   {"GET": s.handleDrains, "POST": s.mutating(s.handleDrain(true)), "DELETE": s.mutating(s.handleDrain(false))},
 		"/api/v1/explain": {"GET": s.handleExplain},
 		"/api/v1/reload":  {"POST": s.mutating(s.handleReload)},
-		"/":               {"GET": s.handleIndex},
+		"/api/v1/external": {"GET": s.handleExternalList, "POST": s.mutating(s.handleExternalSet),
+			"DELETE": s.mutating(s.handleExternalClear)},
+		"/api/v1/external/alertmanager": {"POST": s.mutating(s.handleAlertmanager)},
+		"/":                             {"GET": s.handleIndex},
 	}
 	static := s.staticHandler()
 	profiles := s.tokenOnly(pprofHandler)

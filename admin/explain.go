@@ -8,11 +8,14 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"gslbd/dnsserver"
+	"gslbd/zones"
 )
 
 // handleExplain answers GET /api/v1/explain?name=N&type=A&client=IP[&ecs=P]
-// with the zones trace: the same code path the DNS server answers from,
-// run against the view in service, with a trace attached.
+// with the trace of the DNS server's own resolver answering that query
+// from the view in service.
 func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	name := q.Get("name")
@@ -49,7 +52,12 @@ func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "explain: no configuration loaded yet")
 		return
 	}
-	tr, err := v.ExplainName(name, qtype, client, ecs)
+	var tr *zones.Trace
+	if s.opts.Explainer != nil {
+		tr, err = s.opts.Explainer.Explain(name, qtype, client, ecs)
+	} else {
+		tr, err = dnsserver.Explain(v, name, qtype, client, ecs)
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return

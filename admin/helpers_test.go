@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"gslbd/cluster/clustertest"
+	"gslbd/internal/testlog"
 	"gslbd/zones"
 	"gslbd/zones/config"
 )
@@ -150,93 +152,19 @@ func loadSnapshot(t testing.TB, path string) *zones.Snapshot {
 	return snap
 }
 
-// memMesh is an in-memory mesh: members, each monitor's votes and the
-// drains, with the SPEC §6 majority verdict. It implements both Mesh and
-// zones.Health, so views built from it show its verdicts and drains.
-type memMesh struct {
-	mu      sync.Mutex
-	members []Member
-	votes   map[string]map[string]bool // target key → monitor → up
-	drains  map[Drain]bool
-	failErr error // returned by Drain when set
-}
+// memMesh is the in-memory mesh of cluster/clustertest with admin's
+// member and drain types: it implements both Mesh and zones.Health, so
+// views built from it show its verdicts and drains.
+type memMesh = clustertest.Mesh[Member, Drain]
 
 func newMemMesh(members ...string) *memMesh {
-	m := &memMesh{votes: map[string]map[string]bool{}, drains: map[Drain]bool{}}
+	var ms []Member
 	for i, name := range members {
-		m.members = append(m.members, Member{Name: name, Address: "127.0.0." + string(rune('1'+i)) + ":7946", State: "alive"})
+		ms = append(ms, Member{Name: name, Address: "127.0.0." + string(rune('1'+i)) + ":7946", State: "alive"})
 	}
-	return m
-}
-
-func (m *memMesh) vote(key, monitor string, up bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.votes[key] == nil {
-		m.votes[key] = map[string]bool{}
-	}
-	m.votes[key][monitor] = up
-}
-
-func (m *memMesh) Members() []Member {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]Member(nil), m.members...)
-}
-
-func (m *memMesh) Votes(key string) map[string]bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := map[string]bool{}
-	for k, v := range m.votes[key] {
-		out[k] = v
-	}
-	return out
-}
-
-func (m *memMesh) Drain(pool, site string, addr netip.Addr, on bool) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.failErr != nil {
-		return m.failErr
-	}
-	d := Drain{Pool: pool, Site: site, Addr: addr}
-	if on {
-		m.drains[d] = true
-	} else {
-		delete(m.drains, d)
-	}
-	return nil
-}
-
-func (m *memMesh) Drains() []Drain {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []Drain
-	for d := range m.drains {
-		out = append(out, d)
-	}
-	return out
-}
-
-// Down is the majority verdict: down when more than half of the votes say
-// down.
-func (m *memMesh) Down(key string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	down := 0
-	for _, up := range m.votes[key] {
-		if !up {
-			down++
-		}
-	}
-	return down*2 > len(m.votes[key])
-}
-
-func (m *memMesh) Drained(pool, site string, addr netip.Addr) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.drains[Drain{Pool: pool, Site: site}] || m.drains[Drain{Pool: pool, Site: site, Addr: addr}]
+	return clustertest.New(func(pool, site string, addr netip.Addr) Drain {
+		return Drain{Pool: pool, Site: site, Addr: addr}
+	}, ms...)
 }
 
 // liveSource rebuilds the view from the snapshot and the mesh on every
@@ -289,7 +217,7 @@ func keyOf(t testing.TB, snap *zones.Snapshot, addr string) string {
 }
 
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return testlog.New(t, slog.LevelDebug)
 }
 
 // newFixture builds a Server over testConfig. Monitors ns1 and ns2 vote
@@ -306,12 +234,12 @@ func newFixture(t testing.TB, token string) *fixture {
 	snap := loadSnapshot(t, path)
 	mesh := newMemMesh("ns1", "ns2", "ns3")
 	iad := keyOf(t, snap, "198.51.100.10")
-	mesh.vote(iad, "ns1", false)
-	mesh.vote(iad, "ns2", false)
-	mesh.vote(iad, "ns3", true)
+	mesh.Vote(iad, "ns1", false)
+	mesh.Vote(iad, "ns2", false)
+	mesh.Vote(iad, "ns3", true)
 	fra := keyOf(t, snap, "192.0.2.10")
-	mesh.vote(fra, "ns1", true)
-	mesh.vote(fra, "ns2", true)
+	mesh.Vote(fra, "ns1", true)
+	mesh.Vote(fra, "ns2", true)
 	src := &liveSource{snap: snap, mesh: mesh}
 	f := &fixture{mesh: mesh, src: src, reg: prometheus.NewRegistry(), path: path}
 	f.reload = func(ctx context.Context) error {

@@ -44,7 +44,7 @@ func (m *metrics) setReload(ok bool, at time.Time) {
 
 var (
 	descAddressUp = prometheus.NewDesc("gslbd_address_up",
-		"Mesh verdict on an address: 1 up, 0 down (SPEC §6).",
+		"Mesh verdict on an address: 1 up, 0 down (README, Health checks and the mesh).",
 		[]string{"pool", "site", "address"}, nil)
 	descAddressDrained = prometheus.NewDesc("gslbd_address_drained",
 		"1 when the address is drained, by config or through the admin API.",

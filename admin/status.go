@@ -9,10 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"gslbd/zones"
 )
 
-// Status is the answer to GET /api/v1/status (SPEC §8) and what the status
+// Status is the answer to GET /api/v1/status (docs/operations.md, Admin API) and what the status
 // page and `gslbd status` show.
 type Status struct {
 	Node      string    `json:"node"`
@@ -88,12 +90,12 @@ type SiteStatus struct {
 // drained, and every monitor's vote.
 type AddressStatus struct {
 	Address netip.Addr `json:"address"`
-	// Verdict is the mesh verdict, "up" or "down" (SPEC §6), whatever the
+	// Verdict is the mesh verdict, "up" or "down" (README, Health checks and the mesh), whatever the
 	// drains say.
 	Verdict string `json:"verdict"`
 	Drained bool   `json:"drained"`
 	// Eligible is whether the address can be in an answer now: up and not
-	// drained (SPEC §5.2).
+	// drained (README, How an answer is chosen).
 	Eligible bool `json:"eligible"`
 	// Votes maps each monitor with a fresh report to "up" or "down".
 	Votes map[string]string `json:"votes"`
@@ -289,6 +291,8 @@ func checkString(c zones.Check) string {
 		b.WriteString("https")
 	case zones.CheckTCP:
 		b.WriteString("tcp")
+	case zones.CheckDNS:
+		b.WriteString("dns")
 	default:
 		fmt.Fprintf(&b, "check(%d)", c.Type)
 	}
@@ -299,6 +303,15 @@ func checkString(c zones.Check) string {
 			b.WriteString(c.Host)
 		}
 		b.WriteString(c.Path)
+		if c.BodyMatch != "" {
+			fmt.Fprintf(&b, " body~%q", c.BodyMatch)
+		}
+	}
+	if c.Type == zones.CheckDNS {
+		fmt.Fprintf(&b, " %s %s → %s", c.QName, dns.TypeToString[c.QType], dns.RcodeToString[c.RCode])
+		if c.Answer != "" {
+			fmt.Fprintf(&b, " %s", c.Answer)
+		}
 	}
 	if c.Interval > 0 {
 		fmt.Fprintf(&b, " every %s", c.Interval)

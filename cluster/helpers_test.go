@@ -4,52 +4,23 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"gslbd/internal/leakcheck"
+	"gslbd/internal/testlog"
 )
 
 // checkLeaks fails the test when goroutines of memberlist or of this
 // package outlive it. Register it first so it runs after every other
 // cleanup.
 func checkLeaks(t testing.TB) {
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			leaked := leakedGoroutines()
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines leaked, first:\n%s", len(leaked), leaked[0])
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	})
+	leakcheck.Check(t, "hashicorp/memberlist", "gslbd/cluster.(*Mesh)", "gslbd/cluster.(*faultTransport)")
 }
 
-func leakedGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		if strings.Contains(g, "checkLeaks") || strings.Contains(g, "leakedGoroutines") {
-			continue
-		}
-		if strings.Contains(g, "hashicorp/memberlist") || strings.Contains(g, "gslbd/cluster.(*Mesh)") || strings.Contains(g, "gslbd/cluster.(*faultTransport)") {
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
+func testLogger(t testing.TB) *slog.Logger { return testlog.New(t, slog.LevelInfo) }
 
 // startMesh starts a node on 127.0.0.1:0 with profile local; it is shut
 // down (without leaving) when the test ends unless the test did it.

@@ -1,6 +1,6 @@
 // Package cluster joins the gslbd nodes into a hashicorp/memberlist mesh and
 // turns every monitor's probe results into one verdict per target that all
-// nodes agree on (SPEC §6), together with the mesh-wide drains.
+// nodes agree on (README, Health checks and the mesh), together with the mesh-wide drains.
 //
 // # Replicated state
 //

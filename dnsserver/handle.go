@@ -67,6 +67,13 @@ type query struct {
 // It is safe for concurrent use and allocates nothing for well-formed
 // queries once warmed up.
 func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
+	return s.handle(dst, pkt, src, tcp, nil)
+}
+
+// handle is Handle with a trace hook: nil on the hot path; Explain sets it
+// to have the resolver record each decision, and then leaves the query
+// counters alone (an explain request is not a query).
+func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones.Trace) []byte {
 	// Junk is judged on the 12-byte header alone and dropped without a
 	// reply: answering it would make us an amplifier, and a reply to a
 	// response could start a loop between two servers.
@@ -143,7 +150,7 @@ func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
 		q.ecs, q.hasCookie = false, false // BADVERS answers carry no options (RFC 6891 §6.1.3)
 		return s.finish(&w, &q, pkt, rcBadVers)
 	}
-	if q.ecs {
+	if q.ecs && tr == nil {
 		s.ctr.ecs.Add(1)
 	}
 
@@ -175,6 +182,9 @@ func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
 		}
 	}
 	if z == nil {
+		if tr != nil {
+			tr.Notef("no zone of this server encloses the name: REFUSED")
+		}
 		return s.finish(&w, &q, pkt, rcRefused)
 	}
 	q.zoff = zoff
@@ -200,7 +210,11 @@ func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
 		// client information; use the packet source.
 		client = zones.Client{Addr: q.ecsIP, ECS: true, SourcePrefix: q.ecsSource}
 	}
-	r := resolver{st: st, z: z, q: &q, w: &w, soaPtr: uint16(headerLen + zoff)}
+	r := resolver{st: st, z: z, q: &q, w: &w, soaPtr: uint16(headerLen + zoff), tr: tr}
+	if tr != nil {
+		tr.Zone = z.origin
+		tr.SetClient(client)
+	}
 	if z.keys != nil {
 		r.sg.now = time.Unix(s.unixNow(), 0) // key timing and signatures count whole seconds
 		r.sg.st = z.keys.At(r.sg.now)
@@ -211,6 +225,9 @@ func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
 		q.synth = z.names[string(q.lname[:q.qlen])] == nil
 	}
 	w.limit += reserve
+	if tr != nil {
+		return s.writeTail(&w, &q, 1, rc, r.aa, r.scope)
+	}
 	if w.tc && !tcp {
 		s.ctr.truncated.Add(1)
 	}

@@ -4,15 +4,13 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"gslbd/internal/testlog"
 	"gslbd/zones"
-	"gslbd/zones/config"
 )
 
 // testNode is the node config of the wire tests: override networks put
@@ -225,23 +223,9 @@ addresses = ["198.51.100.40", "2001:db8:41::1"]
 // loadView builds a view from TOML strings through the real loader.
 func loadView(t testing.TB, files map[string]string) *zones.View {
 	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg, err := config.LoadNodeConfig(filepath.Join(dir, "gslbd.toml"))
+	snap, err := loadSnap(t, files)
 	if err != nil {
-		t.Fatalf("load node config: %v", err)
-	}
-	snap, err := config.Load(cfg)
-	if err != nil {
-		t.Fatalf("load zones: %v", err)
+		t.Fatalf("load: %v", err)
 	}
 	return zones.NewView(snap, nil)
 }
@@ -256,7 +240,7 @@ func defaultFiles() map[string]string {
 }
 
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return testlog.New(t, slog.LevelDebug)
 }
 
 // startServer runs a server on 127.0.0.1 port 0 with the default test

@@ -21,6 +21,11 @@ type resolver struct {
 
 	aa    bool
 	scope uint8
+
+	// tr, when set, hears every decision (explain); nil on the hot path.
+	// The trace functions take copies of what they record, never r, so
+	// that nothing of the per-query state escapes to the heap.
+	tr *zones.Trace
 }
 
 // resolve follows RFC 1034 §4.3.2 for a zone without DNSSEC: exact match,
@@ -48,6 +53,9 @@ func (r *resolver) resolve(s *Server, client zones.Client) int {
 				return r.negative(s, rcNXDomain, o, name, nil)
 			}
 			if ce.cut != nil {
+				if r.tr != nil {
+					traceCut(r.tr, name, ce.cut.wire, hop)
+				}
 				if hop > 0 {
 					return rcNoError // the chain leaves our authority
 				}
@@ -56,25 +64,46 @@ func (r *resolver) resolve(s *Server, client zones.Client) int {
 			l := copy(wild[:], "\x01*")
 			l += copy(wild[l:], ce.wire)
 			if n = z.names[string(wild[:l])]; n == nil {
+				if r.tr != nil {
+					r.tr.Notef("%s does not exist and no wildcard covers it: NXDOMAIN", wireString(name))
+				}
 				return r.negative(s, rcNXDomain, o, name, nil)
+			}
+			if r.tr != nil {
+				traceOwner(r.tr, name, n.wire, true)
 			}
 		} else if n.cut != nil && !(n.cut == n && q.qtype == dns.TypeDS) {
 			// DS at the cut belongs to the parent side; everything else
 			// at or below it is the child's.
+			if r.tr != nil {
+				traceOwner(r.tr, name, n.wire, false)
+				traceCut(r.tr, name, n.cut.wire, hop)
+			}
 			if hop > 0 {
 				return rcNoError
 			}
 			return r.referral(s, n.cut)
+		} else if r.tr != nil {
+			traceOwner(r.tr, name, n.wire, false)
+			if n.cut == n {
+				r.tr.Notef("DS at the zone cut %s is the parent side's data (RFC 4035 §2.4): answered here, not referred", wireString(n.wire))
+			}
 		}
 		if n.cname == nil || q.qtype == dns.TypeCNAME || q.qtype == dns.TypeANY {
 			return r.answer(s, client, n, o, name)
 		}
 		for _, v := range visited[:hop] {
 			if v == n {
+				if r.tr != nil {
+					r.tr.Notef("CNAME loop at %s: stop with the records written so far", wireString(n.wire))
+				}
 				return rcNoError // a loop: stop with what was written
 			}
 		}
 		first := r.put(s, o, name, n.cname, &r.w.an)
+		if r.tr != nil {
+			traceCNAME(r.tr, name, n.cname.target, first == 0, hop+1 == maxCNAMEHops, !inZone(n.cname.target, z.wire))
+		}
 		if first == 0 || hop+1 == maxCNAMEHops || !inZone(n.cname.target, z.wire) {
 			return rcNoError
 		}
@@ -96,6 +125,9 @@ func (r *resolver) answer(s *Server, client zones.Client, n *node, o owner, name
 	case qt == dns.TypeANY:
 		// RFC 8482 §4.2: one RRset is enough; a name with only pool data
 		// gets the synthesized HINFO.
+		if r.tr != nil {
+			r.tr.Notef("ANY gets a minimal answer: one RRset, or HINFO at a pool name (RFC 8482)")
+		}
 		if len(n.rrsets) > 0 {
 			r.put(s, o, name, n.rrsets[0], &r.w.an)
 			return rcNoError
@@ -106,6 +138,9 @@ func (r *resolver) answer(s *Server, client zones.Client, n *node, o owner, name
 		}
 		return r.negative(s, rcNoError, o, name, n)
 	case (qt == dns.TypeA || qt == dns.TypeAAAA) && n.pool != nil:
+		if r.tr != nil {
+			r.tr.Notef("%s is bound to pool %s", wireString(n.wire), n.pool.Name)
+		}
 		return r.pool(s, client, n, o, name)
 	}
 	rs := n.find(qt)
@@ -114,6 +149,9 @@ func (r *resolver) answer(s *Server, client zones.Client, n *node, o owner, name
 		rs = &keys
 	}
 	if rs == nil {
+		if r.tr != nil {
+			traceNoData(r.tr, n.wire, qt, len(n.rrsets) == 0 && n.pool == nil)
+		}
 		return r.negative(s, rcNoError, o, name, n)
 	}
 	// Signed answers leave out the helpful additional addresses rather
@@ -134,7 +172,12 @@ func (r *resolver) pool(s *Server, client zones.Client, n *node, o owner, name [
 	if cap(sc.addrs) < r.st.t.maxAddrs {
 		sc.addrs = make([]netip.Addr, 0, r.st.t.maxAddrs)
 	}
-	res := r.st.view.Select(p, r.q.qtype, client, sc.addrs[:0])
+	var res zones.Result
+	if r.tr == nil {
+		res = r.st.view.Select(p, r.q.qtype, client, sc.addrs[:0])
+	} else {
+		res = r.st.view.SelectTrace(p, r.q.qtype, client, sc.addrs[:0], r.tr)
+	}
 	if client.ECS {
 		r.scope = res.Scope
 	}
@@ -143,7 +186,7 @@ func (r *resolver) pool(s *Server, client zones.Client, n *node, o owner, name [
 		rc = r.negative(s, rcNoError, o, name, n)
 	} else {
 		r.putAddrs(s, o, name, res.TTL, res.Addrs)
-		if res.Pool != nil && res.Site != nil && res.Pool.Index < len(r.st.t.sites) {
+		if r.tr == nil && res.Pool != nil && res.Site != nil && res.Pool.Index < len(r.st.t.sites) {
 			if cells := r.st.t.sites[res.Pool.Index]; res.Site.Index < len(cells) {
 				cells[res.Site.Index].Add(1)
 			}

@@ -1,6 +1,6 @@
 // Package dnsserver is gslbd's authoritative DNS server: UDP and TCP
 // listeners in front of a hand-written query path that answers from the
-// published zones.View (SPEC §7).
+// published zones.View.
 //
 // The hot path parses only the header, the question and the OPT record
 // (with ECS) itself and writes responses from RRsets packed to wire bytes
@@ -19,11 +19,8 @@
 // as the kernel reported them. The socket is taken out of Go's netpoller
 // and read with blocking calls on the reader's thread, as gdnsd does: a
 // netpoller socket pays an epoll callback for write readiness on every
-// datagram sent and a goroutine park and wake-up on every empty read.
-// Under dnsperf on loopback (gslbd on one pinned CPU) this took it from
-// ~82k to ~114k queries per server CPU-second and from ~79k to ~110k
-// QPS; most of what remains is the kernel delivering the packets.
-// Datagrams over 4096 bytes are dropped there (no query is that big).
+// datagram sent and a goroutine park and wake-up on every empty read
+// (docs/performance.md has the measured gain). Datagrams over 4096 bytes are dropped there (no query is that big).
 // Elsewhere, or with UDPBatch = 1, a reader does one ReadFrom and one
 // WriteTo per query.
 //
@@ -34,11 +31,9 @@
 //
 // A reader blocked in recvmmsg holds its thread in a system call, and the
 // Go scheduler's monitor takes the P away from such a thread (and wakes
-// another thread to hold it) unless a spare P is idle: about 6% of the
-// CPU samples under load. GOMAXPROCS above UDPSockets avoids that; with
-// one socket on one CPU, GOMAXPROCS 2 measured from 5% fewer to 9% more
-// queries per CPU-second than 1, within the noise of a shared machine, so
-// the default stays one socket per P.
+// another thread to hold it) unless a spare P is idle. GOMAXPROCS above
+// UDPSockets avoids that, but measured no better than one socket per P
+// (docs/performance.md), so that stays the default.
 package dnsserver
 
 import (
@@ -60,10 +55,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"gslbd/dnssec"
+	"gslbd/dnsserver/dnstap"
 	"gslbd/zones"
 )
 
-// Config configures a Server. Zero values take the SPEC §2 defaults.
+// Config configures a Server. Zero values take the defaults of docs/configuration.md.
 type Config struct {
 	// Listen are host:port addresses; each serves UDP and TCP. Port 0
 	// picks a free port (the same one for UDP and TCP); Addrs tells it.
@@ -90,8 +86,8 @@ type Config struct {
 	// UDPSockets is the number of SO_REUSEPORT UDP sockets, each with its
 	// own reader goroutine, per listen address (default GOMAXPROCS): the
 	// kernel spreads packets over them, so readers never share a lock.
-	// More readers than CPUs cost more than they bring (measured: two on
-	// one CPU answer 12–15% fewer queries per CPU-second than one).
+	// More readers than CPUs cost more than they bring
+	// (docs/performance.md).
 	UDPSockets int
 	// UDPBatch is how many datagrams one system call reads or writes on
 	// Linux (recvmmsg/sendmmsg; default 64). 1 selects the portable loop
@@ -105,18 +101,21 @@ type Config struct {
 	// SignatureCache is how many RRSIG sets of signed zones are kept
 	// (default dnssec.DefaultCacheEntries); it bounds the cache's memory.
 	SignatureCache int
+	// Tap, when not nil, gets every query and its response (dnstap). Its
+	// Log never blocks; its Run is the caller's to start.
+	Tap *dnstap.Sink
 }
 
 func (c *Config) defaults() {
 	if c.UDPSize == 0 {
-		c.UDPSize = 1232
+		c.UDPSize = zones.DefaultUDPSize
 	}
 	c.UDPSize = max(c.UDPSize, maxUDPNoEDNS)
 	if c.TCPIdleTimeout <= 0 {
-		c.TCPIdleTimeout = 10 * time.Second
+		c.TCPIdleTimeout = zones.DefaultTCPIdleTimeout
 	}
 	if c.MaxTCPConns <= 0 {
-		c.MaxTCPConns = 1000
+		c.MaxTCPConns = zones.DefaultMaxTCPConns
 	}
 	if c.MaxTCPConnsPerSource <= 0 {
 		c.MaxTCPConnsPerSource = max(c.MaxTCPConns/10, 1)
@@ -151,6 +150,7 @@ type Server struct {
 	ctr   *counterSet
 	state atomic.Pointer[published]
 	pubMu sync.Mutex // serialises Publish, SetRRL and SetCookieSecret
+	next  *table     // compiled ahead by Compile for the next Publish; under pubMu
 
 	rrl     atomic.Pointer[limiter]       // nil: no rate limiting
 	clock   atomic.Int64                  // Unix seconds, kept by tick while started; 0 before
@@ -226,14 +226,50 @@ func (s *Server) Publish(v *zones.View) {
 	}
 	cur := s.state.Load()
 	var t *table
-	if cur != nil && cur.t.snap == v.Snap {
+	switch {
+	case cur != nil && cur.t.snap == v.Snap:
 		t = cur.t
-	} else {
-		start := time.Now()
-		t = compile(v.Snap, s.log, s.ctr)
-		s.log.Debug("compiled zones", "zones", len(t.zones), "took", time.Since(start))
+	case s.next != nil && s.next.snap == v.Snap:
+		t, s.next = s.next, nil
+	default:
+		// Not compiled ahead (Compile): do it now and serve what packed.
+		var err error
+		if t, err = s.compile(v.Snap); err != nil {
+			s.log.Error("compile zones: records left out", "err", err)
+		}
 	}
 	s.state.Store(&published{view: v, t: t})
+}
+
+// Compile builds the wire table of snap to the side, before anything is
+// swapped in: a reload calls it first and fails on its error, which names
+// the file and line of every record that cannot be packed, while the table
+// in service keeps answering. The next Publish of a view of snap uses the
+// table built here.
+func (s *Server) Compile(snap *zones.Snapshot) error {
+	t, err := s.compile(snap)
+	if err != nil {
+		return err
+	}
+	s.pubMu.Lock()
+	s.next = t
+	s.pubMu.Unlock()
+	return nil
+}
+
+func (s *Server) compile(snap *zones.Snapshot) (*table, error) {
+	start := time.Now()
+	t, err := compile(snap, s.ctr)
+	s.log.Debug("compiled zones", "zones", len(t.zones), "took", time.Since(start))
+	return t, err
+}
+
+// Check compiles snap into a wire table and discards it, so that `gslbd
+// check` and nodes without DNS listeners reject the records a server
+// would fail to pack.
+func Check(snap *zones.Snapshot) error {
+	_, err := compile(snap, newCounterSet())
+	return err
 }
 
 // Start binds UDP and TCP on every listen address and serves until
@@ -379,10 +415,9 @@ func (s *Server) closeListenersLocked() {
 	s.udp, s.tcp = nil, nil
 }
 
-// defaultUDPBatch is the recvmmsg/sendmmsg batch size. Under dnsperf on
-// loopback a batch held ~11 datagrams on average (17k system calls a
-// second at ~97k QPS); 64 leaves room for bursts at ~330 KiB of buffers
-// per reader.
+// defaultUDPBatch is the recvmmsg/sendmmsg batch size: room for bursts
+// well above the batches measured under load (docs/performance.md), at a
+// few hundred KiB of buffers per reader.
 const defaultUDPBatch = 64
 
 // serveUDP is one socket's reader: batched where the system allows it,
@@ -401,6 +436,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 func (s *Server) serveUDPEach(c *net.UDPConn) {
 	in := make([]byte, maxTCP)
 	out := make([]byte, 0, max(maxTCP, int(s.cfg.UDPSize)))
+	tap, local := s.tapFor(c.LocalAddr())
 	for {
 		n, src, err := c.ReadFromUDPAddrPort(in)
 		if err != nil {
@@ -413,7 +449,14 @@ func (s *Server) serveUDPEach(c *net.UDPConn) {
 			s.log.Debug("read udp", "err", err)
 			continue
 		}
+		var qt time.Time
+		if tap != nil {
+			qt = time.Now()
+		}
 		resp := s.Handle(out[:0], in[:n], src, false)
+		if tap != nil {
+			tap.Log(in[:n], resp, src, local, false, qt)
+		}
 		if resp == nil {
 			continue
 		}
@@ -526,6 +569,7 @@ func (s *Server) serveConn(c *net.TCPConn, source netip.Addr) {
 	}()
 	src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	br := bufio.NewReaderSize(c, 4096)
+	tap, local := s.tapFor(c.LocalAddr())
 	var length [2]byte
 	for {
 		c.SetReadDeadline(time.Now().Add(s.idleTimeout()))
@@ -537,15 +581,16 @@ func (s *Server) serveConn(c *net.TCPConn, source netip.Addr) {
 		}
 		// The buffers are taken only once a query is on its way: an idle
 		// connection holds nothing but its small reader.
-		if !s.serveFrame(c, br, int(binary.BigEndian.Uint16(length[:])), src) {
+		if !s.serveFrame(c, br, int(binary.BigEndian.Uint16(length[:])), src, tap, local) {
 			return
 		}
 	}
 }
 
 // serveFrame reads one length-prefixed query of n bytes from br and
-// writes its answer to c. It reports whether the connection may go on.
-func (s *Server) serveFrame(c *net.TCPConn, br *bufio.Reader, n int, src netip.AddrPort) bool {
+// writes its answer to c (and the exchange to tap, when not nil). It
+// reports whether the connection may go on.
+func (s *Server) serveFrame(c *net.TCPConn, br *bufio.Reader, n int, src netip.AddrPort, tap *dnstap.Sink, local netip.AddrPort) bool {
 	inp := s.bufs.Get().(*[]byte)
 	outp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(inp)
@@ -554,7 +599,14 @@ func (s *Server) serveFrame(c *net.TCPConn, br *bufio.Reader, n int, src netip.A
 	if _, err := io.ReadFull(br, in[:n]); err != nil {
 		return false
 	}
+	var qt time.Time
+	if tap != nil {
+		qt = time.Now()
+	}
 	resp := s.Handle(out[2:2], in[:n], src, true)
+	if tap != nil {
+		tap.Log(in[:n], resp, src, local, true, qt)
+	}
 	if resp == nil {
 		return false // junk: a stream cannot resynchronise after it
 	}
@@ -565,6 +617,16 @@ func (s *Server) serveFrame(c *net.TCPConn, br *bufio.Reader, n int, src netip.A
 	}
 	s.sample(src, resp, true)
 	return true
+}
+
+// tapFor returns the dnstap sink, or nil when none logs anything, and the
+// local address of a listener for its messages.
+func (s *Server) tapFor(local net.Addr) (*dnstap.Sink, netip.AddrPort) {
+	if !s.cfg.Tap.Enabled() {
+		return nil, netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(local.String())
+	return s.cfg.Tap, ap
 }
 
 // sample logs one in sampleEvery answered queries at Info. Only sampled

@@ -3,9 +3,10 @@ package dnsserver
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -84,15 +85,18 @@ type rrset struct {
 
 func (s *rrset) wireLen(ownerLen int) int { return s.size + len(s.tails)*ownerLen }
 
-// compile builds the lookup table of snap. Records that fail to pack are
-// logged and left out; the zones loader has validated them already, so
-// that is a bug, not an operator error.
-func compile(snap *zones.Snapshot, log *slog.Logger, ctrs *counterSet) *table {
+// compile builds the lookup table of snap. A record or name that cannot be
+// packed is left out and reported in the error as file:line: the loader
+// validates records as text, and this is where they become wire bytes, so
+// a reload compiles before it swaps anything in (Server.Compile) and fails
+// on such a record with the old table still serving.
+func compile(snap *zones.Snapshot, ctrs *counterSet) (*table, error) {
+	var c compiler
 	t := &table{snap: snap, zones: make(map[string]*zone, len(snap.Zones))}
-	t.hinfo = packRRsets([]dns.RR{&dns.HINFO{
+	t.hinfo = c.packRRsets("", []dns.RR{&dns.HINFO{
 		Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: 3600},
 		Cpu: "RFC8482",
-	}}, log)[0]
+	}}, nil)[0]
 	for _, p := range snap.PoolList {
 		n := p.Answers
 		for _, s := range p.Sites {
@@ -113,13 +117,31 @@ func compile(snap *zones.Snapshot, log *slog.Logger, ctrs *counterSet) *table {
 		t.sites[p.Index] = cells
 	}
 	for _, zz := range snap.Zones {
-		z := &zone{origin: zz.Origin, wire: wireName(zz.Origin), names: make(map[string]*node, len(zz.Names)*2)}
+		origin, err := packName(zz.Origin)
+		if err != nil {
+			c.errf(zz.File, 0, "origin %s: %v", zz.Origin, err)
+			continue
+		}
+		z := &zone{origin: zz.Origin, wire: origin, names: make(map[string]*node, len(zz.Names)*2)}
 		z.ctr = ctrs.zone(zz.Origin)
+		soaLine := 0
 		z.keys = zz.DNSSEC
 		for owner, nm := range zz.Names {
-			n := z.ensure(wireName(owner))
+			w, err := packName(owner)
+			if err != nil {
+				line := 0
+				if len(nm.Lines) > 0 {
+					line = nm.Lines[0]
+				}
+				c.errf(zz.File, line, "name %s: %v", owner, err)
+				continue
+			}
+			n := z.ensure(w)
 			n.pool = nm.Pool
-			n.rrsets = packRRsets(nm.RRs, log)
+			n.rrsets = c.packRRsets(zz.File, nm.RRs, nm.Lines)
+			if owner == zz.Origin && len(nm.Lines) > 0 {
+				soaLine = nm.Lines[0]
+			}
 		}
 		apex := z.names[string(z.wire)]
 		if apex == nil {
@@ -129,10 +151,14 @@ func compile(snap *zones.Snapshot, log *slog.Logger, ctrs *counterSet) *table {
 		if zz.SOA != nil {
 			soa := *zz.SOA
 			soa.Hdr.Ttl = zz.NegativeTTL()
-			z.soaNeg = packTail(&soa, log)
-			z.soaSigned = dnssec.RRset{Owner: z.wire, Type: dns.TypeSOA, TTL: soa.Hdr.Ttl, Rdata: [][]byte{z.soaNeg[10:]}}
+			z.soaNeg = c.packTail(zz.File, soaLine, &soa)
+			if z.soaNeg != nil {
+				z.soaSigned = dnssec.RRset{Owner: z.wire, Type: dns.TypeSOA, TTL: soa.Hdr.Ttl, Rdata: [][]byte{z.soaNeg[10:]}}
+			}
 			if !hasType(apex, dns.TypeSOA) {
-				apex.rrsets = append([]*rrset{packRRsets([]dns.RR{zz.SOA}, log)[0]}, apex.rrsets...)
+				if rs := c.packRRsets(zz.File, []dns.RR{zz.SOA}, []int{soaLine}); len(rs) > 0 {
+					apex.rrsets = append([]*rrset{rs[0]}, apex.rrsets...)
+				}
 			}
 		}
 		// Empty non-terminals: every ancestor of an owner, down from the apex,
@@ -168,7 +194,33 @@ func compile(snap *zones.Snapshot, log *slog.Logger, ctrs *counterSet) *table {
 		}
 		t.zones[string(z.wire)] = z
 	}
-	return t
+	return t, c.err()
+}
+
+// compiler collects what does not compile.
+type compiler struct{ errs []string }
+
+func (c *compiler) errf(file string, line int, format string, args ...any) {
+	at := file
+	if line > 0 {
+		at += ":" + strconv.Itoa(line)
+	}
+	if at == "" {
+		at = "built-in record"
+	}
+	c.errs = append(c.errs, at+": "+fmt.Sprintf(format, args...))
+}
+
+func (c *compiler) err() error {
+	if len(c.errs) == 0 {
+		return nil
+	}
+	slices.Sort(c.errs) // names come from a map: keep the report stable
+	errs := make([]error, len(c.errs))
+	for i, e := range c.errs {
+		errs[i] = errors.New(e)
+	}
+	return errors.Join(errs...)
 }
 
 func hasType(n *node, t uint16) bool {
@@ -242,13 +294,26 @@ func (z *zone) additionalFor(rs *rrset) [][]byte {
 }
 
 // packRRsets groups rrs by type, in order of first appearance, and packs
-// each record without its owner.
-func packRRsets(rrs []dns.RR, log *slog.Logger) []*rrset {
+// each record without its owner. lines[i] is the line of rrs[i] in file.
+func (c *compiler) packRRsets(file string, rrs []dns.RR, lines []int) []*rrset {
 	var out []*rrset
-	for _, rr := range rrs {
-		tail := packTail(rr, log)
+	for i, rr := range rrs {
+		line := 0
+		if i < len(lines) {
+			line = lines[i]
+		}
+		tail := c.packTail(file, line, rr)
 		if tail == nil {
 			continue
+		}
+		var target []byte
+		if cn, ok := rr.(*dns.CNAME); ok {
+			w, err := packName(strings.ToLower(cn.Target))
+			if err != nil {
+				c.errf(file, line, "CNAME target %s: %v", cn.Target, err)
+				continue
+			}
+			target = w
 		}
 		t := rr.Header().Rrtype
 		var rs *rrset
@@ -266,37 +331,53 @@ func packRRsets(rrs []dns.RR, log *slog.Logger) []*rrset {
 		rs.ttl = binary.BigEndian.Uint32(tail[4:])
 		rs.rdata = append(rs.rdata, tail[10:])
 		slices.SortFunc(rs.rdata, bytes.Compare)
-		if cn, ok := rr.(*dns.CNAME); ok {
-			rs.target = wireName(strings.ToLower(cn.Target))
+		if target != nil {
+			rs.target = target
 		}
 	}
 	return out
 }
 
 // packTail packs rr with the root as owner and returns everything after
-// that one-byte owner.
-func packTail(rr dns.RR, log *slog.Logger) []byte {
-	c := dns.Copy(rr)
-	c.Header().Name = "."
-	c.Header().Class = dns.ClassINET
-	buf := make([]byte, dns.Len(c)+64)
-	n, err := dns.PackRR(c, buf, 0, nil, false)
+// that one-byte owner, or nil (and an error noted) when it does not pack:
+// RDATA longer than 65535 bytes, a name in it longer than 255, a record
+// type the packer does not know.
+func (c *compiler) packTail(file string, line int, rr dns.RR) []byte {
+	cp := dns.Copy(rr)
+	cp.Header().Name = "."
+	cp.Header().Class = dns.ClassINET
+	n := dns.Len(cp)
+	if n > maxTCP {
+		c.errf(file, line, "%s record of %s: %d bytes, more than fits in a DNS message", dns.TypeToString[rr.Header().Rrtype], rr.Header().Name, n)
+		return nil
+	}
+	buf := make([]byte, n+64)
+	n, err := dns.PackRR(cp, buf, 0, nil, false)
 	if err != nil {
-		log.Error("pack record", "record", rr.String(), "err", err)
+		c.errf(file, line, "%s record of %s cannot be packed: %v", dns.TypeToString[rr.Header().Rrtype], rr.Header().Name, err)
 		return nil
 	}
 	return buf[1:n:n]
 }
 
-// wireName is the lower-case uncompressed wire form of a presentation name.
-func wireName(name string) []byte {
+// packName is the lower-case uncompressed wire form of a presentation name.
+func packName(name string) ([]byte, error) {
 	name = dns.Fqdn(strings.ToLower(name))
 	buf := make([]byte, 256)
 	n, err := dns.PackDomainName(name, buf, 0, nil, false)
 	if err != nil {
-		panic(fmt.Sprintf("pack validated name %q: %v", name, err))
+		return nil, fmt.Errorf("pack name: %w", err)
 	}
-	return buf[:n:n]
+	return buf[:n:n], nil
+}
+
+// wireName is packName for names known to be valid (tests, constants).
+func wireName(name string) []byte {
+	w, err := packName(name)
+	if err != nil {
+		panic(fmt.Sprintf("pack name %q: %v", name, err))
+	}
+	return w
 }
 
 // lowerWire copies an uncompressed wire name in lower case.

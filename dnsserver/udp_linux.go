@@ -133,6 +133,7 @@ func sourceAddr(sa *unix.RawSockaddrInet6, namelen uint32) (netip.AddrPort, bool
 // It returns false, with c untouched, when the socket cannot be detached;
 // the caller then serves it with the portable loop.
 func (s *Server) serveUDPBatch(c *net.UDPConn, n int) bool {
+	tap, local := s.tapFor(c.LocalAddr())
 	fd, err := s.detach(c)
 	if err != nil {
 		s.log.Info("udp batching unavailable, reading one datagram at a time", "err", err)
@@ -153,6 +154,10 @@ func (s *Server) serveUDPBatch(c *net.UDPConn, n int) bool {
 			s.log.Debug("read udp batch", "err", e)
 			continue
 		}
+		var qt time.Time
+		if tap != nil {
+			qt = time.Now() // one arrival time for the batch
+		}
 		k := 0
 		for i := range got {
 			h := &b.rhdr[i]
@@ -170,6 +175,9 @@ func (s *Server) serveUDPBatch(c *net.UDPConn, n int) bool {
 			// can never write into a neighbour's answer.
 			dst := b.out[i*b.outLn : i*b.outLn : (i+1)*b.outLn]
 			resp := s.Handle(dst, pkt, src, false)
+			if tap != nil {
+				tap.Log(pkt, resp, src, local, false, qt)
+			}
 			if len(resp) == 0 {
 				continue
 			}

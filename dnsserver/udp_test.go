@@ -165,34 +165,47 @@ func TestUDPSocketAllocs(t *testing.T) {
 
 // BenchmarkUDPSocket measures the server's UDP loop over real loopback
 // sockets: 32 queries in flight from one client, answered in batches (or
-// one by one). ns/op is per query, client included.
+// one by one), with dnstap off and on (to a file, queries and responses).
+// ns/op is per query, client included.
 func BenchmarkUDPSocket(b *testing.B) {
 	for _, mode := range udpModes {
-		b.Run(mode.name, func(b *testing.B) {
-			_, addr := startServer(b, Config{UDPSockets: 1, UDPBatch: mode.batch})
-			c, err := net.Dial("udp", addr)
-			if err != nil {
+		for _, tap := range []bool{false, true} {
+			name := mode.name
+			if tap {
+				name += "-dnstap"
+			}
+			b.Run(name, func(b *testing.B) { benchUDPSocket(b, mode.batch, tap) })
+		}
+	}
+}
+
+func benchUDPSocket(b *testing.B, batch int, tap bool) {
+	cfg := Config{UDPSockets: 1, UDPBatch: batch}
+	if tap {
+		cfg.Tap, _ = startTap(b)
+	}
+	_, addr := startServer(b, cfg)
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	pkt := pack(b, mkQuery("geo.gslb.example.com.", dns.TypeA, ecsOpt(1232, "10.2.3.0/24")))
+	buf := make([]byte, 1500)
+	const inflight = 32
+	b.ReportAllocs()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	for b.Loop() {
+		for range inflight {
+			if _, err := c.Write(pkt); err != nil {
 				b.Fatal(err)
 			}
-			defer c.Close()
-			pkt := pack(b, mkQuery("geo.gslb.example.com.", dns.TypeA, ecsOpt(1232, "10.2.3.0/24")))
-			buf := make([]byte, 1500)
-			const inflight = 32
-			b.ReportAllocs()
-			c.SetDeadline(time.Now().Add(time.Minute))
-			for b.Loop() {
-				for range inflight {
-					if _, err := c.Write(pkt); err != nil {
-						b.Fatal(err)
-					}
-				}
-				for range inflight {
-					if _, err := c.Read(buf); err != nil {
-						b.Fatal(err)
-					}
-				}
+		}
+		for range inflight {
+			if _, err := c.Read(buf); err != nil {
+				b.Fatal(err)
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*inflight), "ns/query")
-		})
+		}
 	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*inflight), "ns/query")
 }

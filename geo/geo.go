@@ -8,7 +8,7 @@
 // overrides over the result, and merges neighbouring networks with the
 // same answer. A lookup is then a binary search in a sorted array of range
 // starts, and the merged range gives the widest network around the client
-// with the same answer: the ECS scope (SPEC §5.7).
+// with the same answer: the ECS scope (README, How an answer is chosen).
 package geo
 
 //go:generate go run ../testdata/geo/gen -out ../testdata/geo

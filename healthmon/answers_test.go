@@ -19,7 +19,7 @@ import (
 )
 
 // localHealth is a single node's verdicts straight from its own probes, as
-// the mesh gives them when the node is alone (SPEC §6). Each report
+// the mesh gives them when the node is alone (README, Health checks and the mesh). Each report
 // publishes a new immutable view, as cmd/gslbd does.
 type localHealth struct {
 	mu   sync.Mutex

@@ -1,5 +1,5 @@
 // Package healthmon probes every distinct (address, check) pair of the
-// loaded pools — SPEC §6 — and keeps a rise/fall state for each.
+// loaded pools — and keeps a rise/fall state for each.
 //
 // A Monitor has one schedule per target key, kept in a min-heap that a
 // single scheduler goroutine walks, and a bounded pool of probe workers
@@ -7,7 +7,7 @@
 // targets therefore cost a heap entry each, not a goroutine each, and a
 // probe never outlives its deadline.
 //
-// State semantics: a new target is assumed up (SPEC §6: before any report
+// State semantics: a new target is assumed up (before any report
 // exists an address is up), so a restart or a reload never empties an
 // answer while the first probes are out. The first decision is made by the
 // first success (confirming "up") or by `fall` consecutive failures
@@ -26,6 +26,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -42,13 +43,6 @@ import (
 // together; the bound keeps a backlog of hung backends from turning into an
 // unbounded number of sockets and goroutines.
 const DefaultWorkers = 256
-
-// Defaults applied when a Check arrives without them (the loader normally
-// fills them in; SPEC §4 gives the same values).
-const (
-	defaultInterval = 5 * time.Second
-	defaultTimeout  = 2 * time.Second
-)
 
 // Options configures a Monitor. Zero values are usable except Node and
 // Version, which only show up in the User-Agent.
@@ -127,10 +121,18 @@ type Monitor struct {
 	// every probe as it starts.
 	observe func(late time.Duration)
 
-	mu      sync.Mutex
-	targets map[string]*entry
-	due     dueHeap
-	running bool
+	// reportMu orders every call of report: a probe's decision and an
+	// override set or cleared for the same key take it, then read the
+	// key's effective state under mu, so the last report sent is always
+	// the state in force.
+	reportMu sync.Mutex
+
+	mu        sync.Mutex
+	targets   map[string]*entry
+	overrides map[string]Override // by target key, as last set; see SetOverrides
+	applied   map[string]Override // the overrides reported, for keys that are targets
+	due       dueHeap
+	running   bool
 
 	wake chan struct{} // capacity 1: "the heap's head may have changed"
 	jobs chan job
@@ -232,8 +234,12 @@ func (m *Monitor) Update(targets []zones.Target) {
 		removed++
 	}
 	m.met.setTargets(m.targets)
+	pending := len(m.overrides) > 0 || len(m.applied) > 0
 	m.mu.Unlock()
 	m.poke()
+	if pending {
+		m.applyOverrides()
+	}
 	m.log.Info("health targets updated", "targets", added+kept, "added", added, "kept", kept, "removed", removed)
 }
 
@@ -370,7 +376,18 @@ func (m *Monitor) probe(ctx context.Context, j job) {
 
 	if decided {
 		m.logDecision(j.t, prev, st, res)
-		m.report(Report{Key: j.t.Key, Addr: j.t.Addr, Up: st.up, Reason: st.downReason(), At: start, Latency: res.latency})
+		// While an override is in force it is this monitor's report; the
+		// probe's decision waits for the override to end.
+		m.reportMu.Lock()
+		m.mu.Lock()
+		_, overridden := m.applied[j.t.Key]
+		removed := j.e.removed
+		st = j.e.state
+		m.mu.Unlock()
+		if !overridden && !removed {
+			m.report(Report{Key: j.t.Key, Addr: j.t.Addr, Up: st.up, Reason: st.downReason(), At: start, Latency: res.latency})
+		}
+		m.reportMu.Unlock()
 	}
 	if c.Type == zones.CheckNone {
 		return
@@ -409,10 +426,12 @@ func (m *Monitor) requeue(e *entry, next time.Time) {
 func (m *Monitor) run(ctx context.Context, t zones.Target) result {
 	timeout := t.Check.Timeout
 	if timeout <= 0 {
-		timeout = defaultTimeout
+		timeout = zones.DefaultCheckTimeout
 	}
-	pctx, cancel := context.WithTimeout(ctx, timeout)
+	// The clock starts before the deadline is set, so a probe that timed
+	// out never reports less than its timeout.
 	start := time.Now()
+	pctx, cancel := context.WithTimeout(ctx, timeout)
 	err := m.prober.Probe(pctx, t)
 	lat := time.Since(start)
 	expired := pctx.Err() == context.DeadlineExceeded
@@ -438,6 +457,82 @@ func (m *Monitor) logDecision(t zones.Target, prev, st machine, res result) {
 	}
 }
 
+// Override is a state set from outside the probes — an external feed, a
+// watched file or an admin call (SPEC §10) — for one target key. While it
+// is in force it is this monitor's report on the key, gossiped and
+// counted in the quorum like a probe's decision; the probes keep running,
+// and when the override ends the probe's current state is reported again.
+type Override struct {
+	Up     bool
+	Reason string // shown as the report's reason while down
+}
+
+// SetOverrides makes overrides (by target key) the ones in force,
+// replacing all earlier ones, and reports every key whose effective state
+// the change touched: a new or changed override, or the probe's state
+// again for a key whose override ended (up when the probes have not
+// decided yet, as before any report). Keys that are not targets are kept
+// and apply if the key becomes one.
+func (m *Monitor) SetOverrides(overrides map[string]Override) {
+	m.mu.Lock()
+	m.overrides = maps.Clone(overrides)
+	m.mu.Unlock()
+	m.applyOverrides()
+}
+
+// applyOverrides reports what changed between the overrides in force and
+// those reported: after SetOverrides, and after Update (a key that
+// became a target may have an override waiting).
+func (m *Monitor) applyOverrides() {
+	now := time.Now()
+	m.reportMu.Lock()
+	defer m.reportMu.Unlock()
+	m.mu.Lock()
+	if m.applied == nil {
+		m.applied = map[string]Override{}
+	}
+	var reps []Report
+	for key, o := range m.overrides {
+		e, ok := m.targets[key]
+		if !ok {
+			continue
+		}
+		if old, had := m.applied[key]; had && old == o {
+			continue
+		}
+		m.applied[key] = o
+		r := Report{Key: key, Addr: e.target.Addr, Up: o.Up, At: now}
+		if !o.Up {
+			r.Reason = o.Reason
+		}
+		reps = append(reps, r)
+	}
+	for key := range m.applied {
+		e, ok := m.targets[key]
+		if _, still := m.overrides[key]; still && ok {
+			continue
+		}
+		delete(m.applied, key)
+		if ok {
+			reps = append(reps, Report{Key: key, Addr: e.target.Addr, Up: e.state.up, Reason: e.state.downReason(), At: now, Latency: e.state.latency})
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(reps, func(a, b Report) int { return cmp.Compare(a.Key, b.Key) })
+	for _, r := range reps {
+		m.log.Info("health override", "key", r.Key, "up", r.Up, "reason", r.Reason)
+		m.report(r)
+	}
+}
+
+// Overridden reports whether key's report is an override now.
+func (m *Monitor) Overridden(key string) (Override, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.applied[key]
+	return o, ok
+}
+
 // States returns every target's state, sorted by key.
 func (m *Monitor) States() []State {
 	m.mu.Lock()
@@ -458,7 +553,7 @@ func (m *Monitor) States() []State {
 
 func interval(c zones.Check) time.Duration {
 	if c.Interval <= 0 {
-		return defaultInterval
+		return zones.DefaultCheckInterval
 	}
 	return c.Interval
 }

@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"gslbd/internal/testlog"
 	"gslbd/zones"
 )
 
@@ -84,7 +85,7 @@ func (r *reports) forKey(key string) []Report {
 }
 
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return testlog.New(t, slog.LevelDebug)
 }
 
 func fakeTarget(i int, typ zones.CheckType, interval time.Duration) zones.Target {
@@ -183,7 +184,7 @@ func TestFirstDecisionDown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// A target failing from the start is never reported up: its first
 		// decision is "down" after fall failures, and until then it has no
-		// report (SPEC §6: up without a report).
+		// report (up without a report).
 		tg := fakeTarget(1, zones.CheckTCP, time.Second)
 		fp := newFakeProber()
 		fp.set(tg.Key, errors.New("refused"))

@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"check"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gslbd_health_probe_failures_total",
-			Help: "Failed health probes by class: refused, timeout, status, tls, other.",
+			Help: "Failed health probes by class: refused, timeout, status (HTTP status or DNS rcode/answer), body (body_match), tls, other.",
 		}, []string{"check", "class"}),
 		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "gslbd_health_schedule_lateness_seconds",
@@ -69,7 +69,7 @@ func (m *metrics) observe(t zones.CheckType, r result) {
 // setTargets recounts the targets by type and those down; called with the
 // monitor's lock held, after Update changed the set.
 func (m *metrics) setTargets(targets map[string]*entry) {
-	var n [4]int
+	var n [zones.NumCheckTypes]int
 	down := 0
 	for _, e := range targets {
 		if t := int(e.target.Check.Type); t < len(n) {

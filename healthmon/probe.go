@@ -2,6 +2,7 @@ package healthmon
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -45,7 +46,7 @@ type netProber struct {
 	dialer net.Dialer
 }
 
-// NewProber returns the network prober: http, https and tcp checks over
+// NewProber returns the network prober: http, https, tcp and dns checks over
 // fresh connections, sending `User-Agent: gslbd-health/VERSION (node
 // NAME)`. roots verifies https backends; nil means the system roots.
 func NewProber(node, version string, roots *x509.CertPool) Prober {
@@ -84,6 +85,9 @@ func (p *netProber) Probe(ctx context.Context, t zones.Target) error {
 		}
 	}
 	addr := netip.AddrPortFrom(t.Addr, port).String()
+	if c.Type == zones.CheckDNS {
+		return p.probeDNS(ctx, addr, c)
+	}
 	conn, err := p.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return stageError("connect", err)
@@ -140,7 +144,7 @@ func (p *netProber) Probe(ctx context.Context, t zones.Target) error {
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     http.Header{"User-Agent": {p.agent}},
+		Header:     header(p.agent, c.Headers),
 		Host:       host,
 		Close:      true,
 	}
@@ -162,8 +166,14 @@ func (p *netProber) Probe(ctx context.Context, t zones.Target) error {
 		return stageError("response", err)
 	}
 	lr.N += maxBody
-	// The status decides; the body is drained only so the backend sees a
-	// complete exchange, and its errors do not matter.
+	// The status decides, then body_match in the body's first bytes; the
+	// rest is drained only so the backend sees a complete exchange, and
+	// its errors do not matter.
+	var head []byte
+	var readErr error
+	if c.BodyMatch != "" {
+		head, readErr = io.ReadAll(io.LimitReader(resp.Body, zones.BodyMatchBytes))
+	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
 	resp.Body.Close()
 	expect := c.Expect
@@ -173,7 +183,30 @@ func (p *netProber) Probe(ctx context.Context, t zones.Target) error {
 	if !slices.Contains(expect, resp.StatusCode) {
 		return &probeError{class: "status", reason: "status " + strconv.Itoa(resp.StatusCode)}
 	}
+	if c.BodyMatch != "" && !bytes.Contains(head, []byte(c.BodyMatch)) {
+		if readErr != nil {
+			return stageError("body", readErr)
+		}
+		return &probeError{class: "body", reason: fmt.Sprintf("body lacks %q", truncate(c.BodyMatch, 40))}
+	}
 	return nil
+}
+
+// header is a probe's request header: the User-Agent and the check's own.
+func header(agent string, extra []zones.Header) http.Header {
+	h := make(http.Header, 1+len(extra))
+	h["User-Agent"] = []string{agent}
+	for _, x := range extra {
+		h[x.Name] = append(h[x.Name], x.Value)
+	}
+	return h
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // stageError names the usual socket failures in a few words; the stage

@@ -1,11 +1,13 @@
 package zones
 
 import (
-	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/netip"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/miekg/dns"
 
@@ -13,8 +15,9 @@ import (
 )
 
 // Trace is how an answer was chosen, step by step: what `gslbd explain`
-// prints and GET /api/v1/explain returns. It is filled by the same code
-// that answers queries (selectPool with a non-nil trace).
+// prints and GET /api/v1/explain returns. It is filled by the code that
+// answers queries: the DNS server's resolver with its trace hook set,
+// which runs Select with a non-nil trace for pool names.
 type Trace struct {
 	Name string `json:"name,omitempty"`
 	Type string `json:"type"`
@@ -25,20 +28,25 @@ type Trace struct {
 	Wildcard bool     `json:"wildcard,omitempty"`
 	CNAMEs   []string `json:"cname_chain,omitempty"` // CNAME records followed, in order
 	// Rcode is the response code the server gives ("NOERROR", "NXDOMAIN",
-	// "REFUSED").
-	Rcode string `json:"rcode"`
-	// Static lists the static records that answer, in presentation format.
-	Static []string `json:"static,omitempty"`
+	// "REFUSED"); Authoritative its AA bit (clear on referrals).
+	Rcode         string `json:"rcode"`
+	Authoritative bool   `json:"aa"`
+	// Records, Authority and Additional are the sections of the response,
+	// in presentation format, as the server sends them.
+	Records    []string `json:"records,omitempty"`
+	Authority  []string `json:"authority,omitempty"`
+	Additional []string `json:"additional,omitempty"`
 
 	Client   TraceClient    `json:"client"`
 	Location *TraceLocation `json:"location,omitempty"`
 	// Pools are the pools consulted: the asked one, then any fallbacks.
 	Pools []*PoolTrace `json:"pools,omitempty"`
 
+	// Answer is the addresses chosen from pools.
 	Answer []string `json:"answer"`
 	TTL    uint32   `json:"ttl"`
 	NoData bool     `json:"nodata,omitempty"`
-	// Scope is the ECS scope prefix of the response (SPEC §5.7), ScopeWhy
+	// Scope is the ECS scope prefix of the response (README, How an answer is chosen), ScopeWhy
 	// the reason for it.
 	Scope    int      `json:"scope"`
 	ScopeWhy string   `json:"scope_reason"`
@@ -106,7 +114,8 @@ type SiteTrace struct {
 	How   string   `json:"how,omitempty"`
 }
 
-func (t *Trace) notef(format string, args ...any) {
+// Notef adds a step to the trace.
+func (t *Trace) Notef(format string, args ...any) {
 	t.Notes = append(t.Notes, fmt.Sprintf(format, args...))
 }
 
@@ -278,16 +287,21 @@ func (t *Trace) finish(r Result) {
 	}
 }
 
-func newTrace(qtype uint16, c Client) *Trace {
+// NewTrace starts the trace of a query of type qtype from client c.
+func NewTrace(qtype uint16, c Client) *Trace {
 	t := &Trace{Type: typeName(qtype), Answer: []string{}}
-	t.Client.Address = c.Addr.String()
-	t.Client.Source = "packet"
+	t.SetClient(c)
+	return t
+}
+
+// SetClient records the client the answer is chosen for.
+func (t *Trace) SetClient(c Client) {
+	t.Client = TraceClient{Address: c.Addr.String(), Source: "packet"}
 	if c.ECS {
 		t.Client.Source = "ecs"
 		sp := int(c.SourcePrefix)
 		t.Client.SourcePrefix = &sp
 	}
-	return t
 }
 
 func typeName(qtype uint16) string {
@@ -299,279 +313,148 @@ func typeName(qtype uint16) string {
 
 // Explain runs Select for pool p with a trace attached and returns it.
 func (v *View) Explain(p *Pool, qtype uint16, c Client) *Trace {
-	t := newTrace(qtype, c)
+	t := NewTrace(qtype, c)
 	v.run(p, qtype, c, make([]netip.Addr, 0, max(p.Answers, 1)), t)
 	return t
 }
 
-// maxCNAMEHops bounds in-zone CNAME chains in explain, like the server.
-const maxCNAMEHops = 8
-
-// ExplainName explains the answer to a query for name and qtype from
-// client: which zone and owner answer (exact, wildcard per RFC 4592, in-zone
-// CNAMEs followed), and for pool names the whole selection. ecsPrefix < 0
-// means the query carried no ECS (client is the packet source); otherwise
-// client is the ECS address, masked to ecsPrefix bits.
-func (v *View) ExplainName(name string, qtype uint16, client netip.Addr, ecsPrefix int) (*Trace, error) {
-	if !client.IsValid() {
-		return nil, errors.New("explain: a client address is required")
-	}
-	c := Client{Addr: client}
-	if ecsPrefix >= 0 {
-		pfx, err := client.Prefix(ecsPrefix)
-		if err != nil {
-			return nil, fmt.Errorf("explain: ecs prefix %d for %s: %w", ecsPrefix, client, err)
-		}
-		c = Client{Addr: pfx.Addr(), ECS: true, SourcePrefix: uint8(ecsPrefix)}
-	}
-	name = dns.CanonicalName(name)
-	if _, ok := dns.IsDomainName(name); !ok {
-		return nil, fmt.Errorf("explain: invalid name %q", name)
-	}
-	t := newTrace(qtype, c)
-	t.Name = name
-	z := v.Snap.Zone(name)
-	if z == nil {
-		t.Rcode = "REFUSED"
-		t.notef("no zone encloses %s", name)
-		return t, nil
-	}
-	t.Zone = z.Origin
-	for hop := 0; ; hop++ {
-		n, wild, why := z.lookup(name)
-		if n == nil {
-			t.Rcode = "NXDOMAIN"
-			if why != "" {
-				t.Rcode, t.NoData = "NOERROR", true
-				t.notef("%s", why)
-			} else {
-				t.notef("%s does not exist and no wildcard covers it: NXDOMAIN", name)
-			}
-			t.ScopeWhy = "static data: the answer does not depend on the client"
-			return t, nil
-		}
-		t.Owner, t.Wildcard = n.Owner, wild
-		if wild {
-			t.notef("%s synthesised from wildcard %s (RFC 4592)", name, n.Owner)
-		}
-		if del := z.delegation(n.Owner); del != nil && qtype != dns.TypeDS {
-			t.notef("%s is delegated at %s: referral", name, del.Owner)
-			for _, rr := range del.RRs {
-				if rr.Header().Rrtype == dns.TypeNS {
-					t.Static = append(t.Static, rr.String())
-				}
-			}
-			t.Rcode = "NOERROR"
-			t.ScopeWhy = "static data: the answer does not depend on the client"
-			return t, nil
-		}
-		var cname *dns.CNAME
-		for _, rr := range n.RRs {
-			if c, ok := rr.(*dns.CNAME); ok {
-				cname = c
-			}
-		}
-		if cname != nil && qtype != dns.TypeCNAME {
-			t.CNAMEs = append(t.CNAMEs, ownerString(cname, name))
-			target := dns.CanonicalName(cname.Target)
-			if hop >= maxCNAMEHops || !dns.IsSubDomain(z.Origin, target) {
-				t.notef("CNAME target %s is not followed (outside the zone or chain too long)", target)
-				t.Rcode = "NOERROR"
-				t.ScopeWhy = "static data: the answer does not depend on the client"
-				return t, nil
-			}
-			name = target
-			continue
-		}
-		if n.Pool != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA) {
-			t.notef("%s is bound to pool %s", n.Owner, n.Pool.Name)
-			v.run(n.Pool, qtype, c, make([]netip.Addr, 0, max(n.Pool.Answers, 1)), t)
-			return t, nil
-		}
-		for _, rr := range n.RRs {
-			if rr.Header().Rrtype == qtype {
-				t.Static = append(t.Static, ownerString(rr, name))
-			}
-		}
-		if qtype == dns.TypeSOA && n.Owner == z.Origin && z.SOA != nil {
-			t.Static = append(t.Static, z.SOA.String())
-		}
-		if len(t.Static) == 0 {
-			t.NoData = true
-			t.notef("%s has no %s records: NODATA", n.Owner, t.Type)
-		}
-		t.Rcode = "NOERROR"
-		t.ScopeWhy = "static data: the answer does not depend on the client"
-		return t, nil
-	}
+// SelectTrace is Select with every step recorded in tr: what the DNS
+// server's resolver calls for a pool name when it answers an explain
+// request instead of a query.
+func (v *View) SelectTrace(p *Pool, qtype uint16, c Client, dst []netip.Addr, tr *Trace) Result {
+	return v.run(p, qtype, c, dst, tr)
 }
 
-// ownerString prints rr as if it were owned by name (wildcard synthesis).
-func ownerString(rr dns.RR, name string) string {
-	c := dns.Copy(rr)
-	c.Header().Name = name
-	return c.String()
-}
-
-// delegation is the NS set below the apex at or above owner, if any.
-func (z *Zone) delegation(owner string) *Name {
-	for name := owner; name != z.Origin && dns.IsSubDomain(z.Origin, name); {
-		if n := z.Names[name]; n != nil {
-			for _, rr := range n.RRs {
-				if rr.Header().Rrtype == dns.TypeNS {
-					return n
-				}
-			}
-		}
-		i, end := dns.NextLabel(name, 0)
-		if end {
-			break
-		}
-		name = name[i:]
-	}
-	return nil
-}
-
-// lookup finds the data for name: the exact owner, else the wildcard at
-// the closest encloser (RFC 4592 §3.3.1). When nothing matches, why is ""
-// for NXDOMAIN and a reason for NODATA (an empty non-terminal).
-func (z *Zone) lookup(name string) (n *Name, wildcard bool, why string) {
-	if n := z.Names[name]; n != nil {
-		return n, false, ""
-	}
-	if z.hasDescendant(name) {
-		return nil, false, name + " is an empty non-terminal: NODATA"
-	}
-	// The closest encloser is the longest existing ancestor; a delegation
-	// above it is handled by the caller through the ancestor's name.
-	for ce := name; ce != z.Origin; {
-		i, end := dns.NextLabel(ce, 0)
-		if end {
-			break
-		}
-		ce = ce[i:]
-		if z.Names[ce] != nil || z.hasDescendant(ce) || ce == z.Origin {
-			// A zone cut at or above the closest encloser wins over a
-			// wildcard: the data below it is not ours.
-			if d := z.delegation(ce); d != nil {
-				return d, false, ""
-			}
-			if w := z.Names["*."+ce]; w != nil {
-				return w, true, ""
-			}
-			return nil, false, ""
-		}
-	}
-	if w := z.Names["*."+z.Origin]; w != nil {
-		return w, true, ""
-	}
-	return nil, false, ""
-}
-
-// hasDescendant reports whether some owner lies below name (name is then
-// an empty non-terminal if it has no data of its own).
-func (z *Zone) hasDescendant(name string) bool {
-	suffix := "." + name
-	for owner := range z.Names {
-		if strings.HasSuffix(owner, suffix) {
-			return true
-		}
-	}
-	return false
-}
-
-// Text renders the trace for people (`gslbd explain`).
+// Text renders the trace for people (`gslbd explain`), step by step in the
+// order the server decides: name lookup, client location, per pool the
+// addresses, the site order and what was taken, then the response and its
+// ECS scope.
 func (t *Trace) Text() string {
 	var b strings.Builder
-	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	q := t.Name
-	if q == "" {
-		q = "(pool)"
+	t.write(&b)
+	return b.String()
+}
+
+func (t *Trace) write(w io.Writer) {
+	fmt.Fprintf(w, "query    %s %s\n", t.Name, t.Type)
+	client := t.Client.Address + " (" + t.Client.Source
+	if t.Client.SourcePrefix != nil {
+		client += fmt.Sprintf(", source prefix /%d", *t.Client.SourcePrefix)
 	}
-	w("query:    %s %s", q, t.Type)
-	client := t.Client.Address + " (packet source)"
-	if t.Client.Source == "ecs" && t.Client.SourcePrefix != nil {
-		client = fmt.Sprintf("%s/%d (EDNS Client Subnet)", t.Client.Address, *t.Client.SourcePrefix)
-	}
-	w("client:   %s", client)
-	switch {
-	case t.Owner != "":
+	fmt.Fprintf(w, "client   %s)\n", client)
+	if t.Zone != "" {
 		owner := t.Owner
 		if t.Wildcard {
 			owner += " (wildcard)"
 		}
-		w("zone:     %s  owner: %s", t.Zone, owner)
-	case t.Zone != "":
-		w("zone:     %s", t.Zone)
+		fmt.Fprintf(w, "zone     %s", t.Zone)
+		if owner != "" {
+			fmt.Fprintf(w, "  owner %s", owner)
+		}
+		fmt.Fprintln(w)
 	}
 	for _, c := range t.CNAMEs {
-		w("cname:    %s", c)
+		fmt.Fprintf(w, "cname    %s\n", oneSpaced(c))
 	}
 	if l := t.Location; l != nil {
-		where := strings.TrimSpace(l.Country + " " + l.Continent)
-		if where == "" {
-			where = "unknown"
+		var parts []string
+		for _, p := range []string{l.Country, l.Continent} {
+			if p != "" {
+				parts = append(parts, p)
+			}
 		}
 		if l.Lat != nil && l.Lon != nil {
-			where += fmt.Sprintf(" (%.4f, %.4f)", *l.Lat, *l.Lon)
+			parts = append(parts, strconv.FormatFloat(*l.Lat, 'f', 2, 64)+","+strconv.FormatFloat(*l.Lon, 'f', 2, 64))
 		}
-		w("location: %s, from %s, network %s", where, l.Source, l.Network)
+		if len(parts) == 0 {
+			parts = append(parts, "unknown")
+		}
+		fmt.Fprintf(w, "location %s (%s", strings.Join(parts, " "), l.Source)
+		if l.Network != "" {
+			fmt.Fprintf(w, ", network %s", l.Network)
+		}
+		fmt.Fprintln(w, ")")
+	}
+	for _, n := range t.Notes {
+		fmt.Fprintf(w, "note     %s\n", n)
 	}
 	for _, p := range t.Pools {
-		b.WriteString("\n")
-		line := fmt.Sprintf("pool %s: policy %s, answers %d, ttl %d, affinity %s", p.Pool, p.Policy, p.Answers, p.TTL, p.Affinity)
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "pool %s: policy %s, %s, ttl %d, affinity %s", p.Pool, p.Policy, plural(p.Answers, "answer"), p.TTL, p.Affinity)
 		if p.AffinityNet != "" {
-			line += " (" + p.AffinityNet + ")"
+			fmt.Fprintf(w, " (%s)", p.AffinityNet)
 		}
-		w("%s", line)
-		w("  %s addresses:", p.Family)
-		if len(p.Addresses) == 0 {
-			w("    (none)")
-		}
-		for _, a := range p.Addresses {
-			w("    %-8s %-39s %-7s %s", a.Site, a.Address, a.State, a.Why)
-		}
+		fmt.Fprintf(w, ", %s\n", p.Family)
 		if p.Note != "" {
-			w("  %s", p.Note)
+			fmt.Fprintf(w, "  %s\n", p.Note)
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  SITE\tADDRESS\tSTATE\tWHY")
+		for _, a := range p.Addresses {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a.Site, a.Address, a.State, a.Why)
+		}
+		tw.Flush()
+		if len(p.Sites) > 0 {
+			fmt.Fprintln(w, "  site order:")
+			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			for _, s := range p.Sites {
+				pos := strconv.Itoa(s.Position) + "."
+				if s.Skipped {
+					pos = "-"
+				}
+				taken := ""
+				if len(s.Taken) > 0 {
+					taken = "→ " + strings.Join(s.Taken, " ")
+					if s.How != "" {
+						taken += " (" + s.How + ")"
+					}
+				}
+				if taken != "" {
+					taken = "\t" + taken // no empty last cell: it would pad the line with spaces
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d eligible%s\n", pos, s.Site, s.Reason, s.Eligible, taken)
+			}
+			tw.Flush()
 		}
 		if p.AllDown != "" {
-			w("  all down → %s", p.AllDown)
-		}
-		if len(p.Sites) > 0 {
-			w("  site order:")
-		}
-		for _, s := range p.Sites {
-			if s.Skipped {
-				w("    -  %-8s skipped: %s", s.Site, s.Reason)
-				continue
-			}
-			w("    %d. %-8s %s (%d eligible)", s.Position, s.Site, s.Reason, s.Eligible)
-			if len(s.Taken) > 0 {
-				w("       answers %s — %s", strings.Join(s.Taken, " "), s.How)
-			}
+			fmt.Fprintf(w, "  all down: %s\n", p.AllDown)
 		}
 	}
-	b.WriteString("\n")
-	for _, n := range t.Notes {
-		w("note:     %s", n)
+	fmt.Fprintln(w)
+	for _, s := range t.Records {
+		fmt.Fprintf(w, "record   %s\n", oneSpaced(s))
 	}
-	for _, s := range t.Static {
-		w("static:   %s", s)
+	for _, s := range t.Authority {
+		fmt.Fprintf(w, "auth     %s\n", oneSpaced(s))
 	}
-	ans := strings.Join(t.Answer, " ")
+	answer := strings.Join(t.Answer, " ")
 	switch {
-	case t.Rcode != "" && t.Rcode != "NOERROR":
-		ans = t.Rcode
 	case t.NoData:
-		ans = "NODATA (NOERROR, no answer)"
-	case ans == "" && len(t.Static) > 0:
-		ans = "the static records above"
+		answer = "(no data)"
+	case answer == "" && len(t.Records) > 0:
+		answer = "(the records above)"
+	case answer == "":
+		answer = "(empty)"
 	}
-	if len(t.Pools) > 0 {
-		w("answer:   %s  ttl %d", ans, t.TTL)
-	} else {
-		w("answer:   %s", ans)
+	fmt.Fprintf(w, "answer   %s %s", t.Rcode, answer)
+	if len(t.Answer) > 0 {
+		fmt.Fprintf(w, "  ttl %d", t.TTL)
 	}
-	w("scope:    %d — %s", t.Scope, t.ScopeWhy)
-	return b.String()
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "scope    /%d", t.Scope)
+	if t.ScopeWhy != "" {
+		fmt.Fprintf(w, "  %s", t.ScopeWhy)
+	}
+	fmt.Fprintln(w)
+}
+
+// oneSpaced turns the tabs of an RR's presentation format into single
+// spaces, so records do not break the column layout.
+func oneSpaced(rr string) string { return strings.Join(strings.Fields(rr), " ") }
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
 }

@@ -4,95 +4,16 @@ import (
 	"encoding/json"
 	"net/netip"
 	"slices"
-	"strings"
 	"testing"
 )
 
+// The name lookup part of explain (zones, owners, CNAMEs, delegations) is
+// the DNS server's resolver with its trace hook set: dnsserver's
+// explain_test.go tests it, with every wire test case.
+
 func explainSnap(t *testing.T) *Snapshot {
 	t.Helper()
-	zone := zoneText("geo", "w", "waff", "fo", "geoaff") + `
-[records.child]
-NS = ["ns.elsewhere.example."]
-`
-	return loadFiles(t, selNode, zone, selPools())
-}
-
-func TestExplainName(t *testing.T) {
-	s := explainSnap(t)
-	v := NewView(s, health("192.0.2.10"))
-	tests := []struct {
-		name     string
-		qname    string
-		qtype    uint16
-		client   string
-		ecs      int
-		rcode    string
-		nodata   bool
-		answer   []string // nil: not checked
-		static   int
-		contains []string // substrings of Text()
-	}{
-		{name: "pool through a CNAME", qname: "App.Sel.Test", qtype: tA, client: "127.0.1.5", ecs: -1, rcode: "NOERROR",
-			answer:   []string{"192.0.2.11"},
-			contains: []string{"cname:    app.sel.test.", "location: DE EU (50.1109, 8.6821), from database, network 127.0.1.0/25", "fra", "country DE", "down", "mesh verdict down", "scope:    25", "no ECS"}},
-		{name: "ECS client", qname: "geo.sel.test.", qtype: tA, client: "127.0.8.77", ecs: 24, rcode: "NOERROR",
-			contains: []string{"127.0.8.0/24 (EDNS Client Subnet)", "country CA", "scope:    24"}},
-		{name: "wildcard pool name", qname: "x.y.wild.sel.test.", qtype: tAAAA, client: "2001:db8:3::1", ecs: 56, rcode: "NOERROR",
-			answer:   []string{"2001:db8:30::10"},
-			contains: []string{"*.wild.sel.test. (wildcard)", "affinity client-subnet (2001:db8:3::/56)", "RFC 4592"}},
-		{name: "static A", qname: "legacy.sel.test.", qtype: tA, client: "127.0.1.5", ecs: -1, rcode: "NOERROR", static: 2,
-			contains: []string{"static:   legacy.sel.test.\t60\tIN\tA\t192.0.2.80"}},
-		{name: "static type at a pool name", qname: "legacy.sel.test.", qtype: 16, client: "127.0.1.5", ecs: -1, rcode: "NOERROR", static: 1},
-		{name: "NODATA", qname: "legacy.sel.test.", qtype: 15, client: "127.0.1.5", ecs: -1, rcode: "NOERROR", nodata: true,
-			contains: []string{"NODATA"}},
-		{name: "pool without the family", qname: "geo.sel.test.", qtype: 16, client: "127.0.1.5", ecs: -1, rcode: "NOERROR", nodata: true},
-		{name: "empty non-terminal", qname: "deep.sub.sel.test.", qtype: tA, client: "127.0.1.5", ecs: -1, rcode: "NOERROR", nodata: true},
-		{name: "NXDOMAIN", qname: "nope.sel.test.", qtype: tA, client: "127.0.1.5", ecs: -1, rcode: "NXDOMAIN",
-			contains: []string{"answer:   NXDOMAIN"}},
-		{name: "referral", qname: "www.child.sel.test.", qtype: tA, client: "127.0.1.5", ecs: -1, rcode: "NOERROR", static: 1,
-			contains: []string{"delegated at child.sel.test."}},
-		{name: "outside every zone", qname: "example.org.", qtype: tA, client: "127.0.1.5", ecs: -1, rcode: "REFUSED"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			tr, err := v.ExplainName(tc.qname, tc.qtype, netip.MustParseAddr(tc.client), tc.ecs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			text := tr.Text()
-			t.Logf("\n%s", text)
-			if tr.Rcode != tc.rcode || tr.NoData != tc.nodata {
-				t.Errorf("rcode %s nodata %v, want %s %v", tr.Rcode, tr.NoData, tc.rcode, tc.nodata)
-			}
-			if tc.answer != nil && !slices.Equal(tr.Answer, tc.answer) {
-				t.Errorf("answer %v, want %v", tr.Answer, tc.answer)
-			}
-			if len(tr.Static) != tc.static {
-				t.Errorf("static %v, want %d records", tr.Static, tc.static)
-			}
-			for _, sub := range tc.contains {
-				if !strings.Contains(text, sub) {
-					t.Errorf("text lacks %q", sub)
-				}
-			}
-			if _, err := json.Marshal(tr); err != nil {
-				t.Errorf("marshal: %v", err)
-			}
-		})
-	}
-}
-
-func TestExplainNameErrors(t *testing.T) {
-	v := NewView(explainSnap(t), nil)
-	if _, err := v.ExplainName("geo.sel.test.", tA, netip.MustParseAddr("127.0.1.5"), 33); err == nil {
-		t.Error("ECS prefix 33 for IPv4: no error")
-	}
-	if _, err := v.ExplainName("geo.sel.test.", tA, netip.Addr{}, -1); err == nil {
-		t.Error("no client: no error")
-	}
-	if _, err := v.ExplainName("bad..name", tA, netip.MustParseAddr("127.0.1.5"), -1); err == nil {
-		t.Error("invalid name: no error")
-	}
+	return loadFiles(t, selNode, selZone, selPools())
 }
 
 // TestExplainIsSelect: the trace reports what Select answers, because it
@@ -121,10 +42,7 @@ func TestExplainIsSelect(t *testing.T) {
 func TestExplainJSON(t *testing.T) {
 	s := explainSnap(t)
 	v := NewView(s, health("drain:geo/sin", "198.51.100.10"))
-	tr, err := v.ExplainName("geo.sel.test.", tA, netip.MustParseAddr("127.0.1.0"), 24)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := v.Explain(s.Pools["geo"], tA, ecs("127.0.1.0", 24))
 	b, err := json.Marshal(tr)
 	if err != nil {
 		t.Fatal(err)

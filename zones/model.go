@@ -91,11 +91,14 @@ type Name struct {
 	Owner string // lower-case, fully qualified
 	// RRs are the static records in presentation order, TTLs resolved.
 	RRs []dns.RR
+	// Lines[i] is the line of RRs[i] in the zone file, for errors found
+	// after loading (a record the DNS server cannot pack); 0 when unknown.
+	Lines []int
 	// Pool, when set, answers A and AAAA at this name.
 	Pool *Pool
 }
 
-// Policy orders the sites of a pool (SPEC §5.3).
+// Policy orders the sites of a pool (README, How an answer is chosen).
 type Policy uint8
 
 const (
@@ -105,7 +108,7 @@ const (
 )
 
 // Affinity says whether random and rotating choices are replaced by a hash
-// of the client network (SPEC §5.5).
+// of the client network (README, How an answer is chosen).
 type Affinity uint8
 
 const (
@@ -113,7 +116,7 @@ const (
 	AffinityClientSubnet
 )
 
-// AllDown is what a pool answers when no address is eligible (SPEC §5.6).
+// AllDown is what a pool answers when no address is eligible (README, How an answer is chosen).
 type AllDown uint8
 
 const (
@@ -180,6 +183,9 @@ const (
 	CheckHTTP
 	CheckHTTPS
 	CheckTCP
+	CheckDNS
+	// NumCheckTypes bounds CheckType values, for tables indexed by type.
+	NumCheckTypes = iota
 )
 
 // Check is a fully resolved health check (pool defaults and site
@@ -197,7 +203,28 @@ type Check struct {
 	// Insecure skips TLS certificate verification for https checks
 	// (`tls_skip_verify = true`).
 	Insecure bool
+	// Headers are extra request headers of http and https checks, sorted
+	// by name (canonical form).
+	Headers []Header
+	// BodyMatch, when not empty, must occur in the first BodyMatchBytes
+	// bytes of an http or https response body.
+	BodyMatch string
+
+	// A dns check asks QName (fully qualified) for QType and wants RCode
+	// back, and, when Answer is set, a record of QType in the answer
+	// section whose RDATA in presentation form is Answer.
+	QName  string
+	QType  uint16
+	RCode  int
+	Answer string
 }
+
+// Header is one configured request header of an HTTP check.
+type Header struct{ Name, Value string }
+
+// BodyMatchBytes is how much of a response body body_match searches, as
+// Route 53's string matching does.
+const BodyMatchBytes = 5120
 
 // Target is one distinct (address, check) pair. Its Key is the same on
 // every node that loads the same pool files, so monitors' reports about it
@@ -259,6 +286,8 @@ func (t CheckType) String() string {
 		return "https"
 	case CheckTCP:
 		return "tcp"
+	case CheckDNS:
+		return "dns"
 	default:
 		return "none"
 	}
@@ -284,7 +313,8 @@ func (c Check) String() string {
 		b.WriteByte('=')
 		b.WriteString(v)
 	}
-	if c.Type != CheckTCP {
+	switch c.Type {
+	case CheckHTTP, CheckHTTPS:
 		b.WriteString(escapeKey(c.Path))
 		if c.Host != "" {
 			param("host", escapeKey(c.Host))
@@ -294,6 +324,19 @@ func (c Check) String() string {
 			codes[i] = strconv.Itoa(e)
 		}
 		param("expect", strings.Join(codes, ","))
+		for _, h := range c.Headers {
+			param("h", escapeKey(h.Name)+":"+escapeKey(h.Value))
+		}
+		if c.BodyMatch != "" {
+			param("body", escapeKey(c.BodyMatch))
+		}
+	case CheckDNS:
+		param("name", escapeKey(c.QName))
+		param("qtype", dns.TypeToString[c.QType])
+		param("rcode", dns.RcodeToString[c.RCode])
+		if c.Answer != "" {
+			param("answer", escapeKey(c.Answer))
+		}
 	}
 	param("i", c.Interval.String())
 	param("t", c.Timeout.String())

@@ -17,7 +17,7 @@ import (
 	"gslbd/geo"
 )
 
-// Answer selection (SPEC §5). The hot path is View.Select; View.Explain runs
+// Answer selection (README, How an answer is chosen). The hot path is View.Select; View.Explain runs
 // the very same selectPool with a *Trace attached, so what explain prints is
 // what the server does. Everything that does not depend on the client or on
 // the health verdicts is computed once per snapshot (Prepare);
@@ -47,12 +47,12 @@ const (
 	maxFallbackDepth = 8
 
 	// affinityBits4 and affinityBits6 are the client networks that share an
-	// answer under affinity = "client-subnet" (SPEC §5.5).
+	// answer under affinity = "client-subnet" (README, How an answer is chosen).
 	affinityBits4 = 24
 	affinityBits6 = 56
 )
 
-// Geo site classes, in order of preference (SPEC §5.3).
+// Geo site classes, in order of preference (README, How an answer is chosen).
 const (
 	classCountry   = iota // the site lists the client's country
 	classContinent        // the site lists the client's continent
@@ -152,7 +152,7 @@ func (s *Snapshot) prepare() {
 // every neighbouring network with the same ranking, whatever their
 // locations. Two locations whose rankings are equal (every German city
 // for a pool with one site in Germany) give the same answer to every
-// client under every health state, so merging them is safe (SPEC §5.7).
+// client under every health state, so merging them is safe (README, How an answer is chosen).
 func (p *Pool) prepareGeo(db *geo.DB) {
 	n := db.NumLocations()
 	byLoc := make([]uint32, n)
@@ -317,7 +317,7 @@ func (q *query) geoBits() int {
 }
 
 // Select chooses the addresses for a query of type qtype (A or AAAA) at a
-// name bound to pool p, appending them to dst[:0] (SPEC §5). It does not
+// name bound to pool p, appending them to dst[:0] (README, How an answer is chosen). It does not
 // allocate when dst has room for p.Answers addresses and the pools of the
 // fallback chain have at most 64 sites (bigger pools work, allocating).
 func (v *View) Select(p *Pool, qtype uint16, c Client, dst []netip.Addr) Result {
@@ -328,7 +328,7 @@ func (v *View) run(p *Pool, qtype uint16, c Client, dst []netip.Addr, tr *Trace)
 	fam, ok := familyOfType(qtype)
 	if !ok {
 		if tr != nil {
-			tr.notef("type %s is not A or AAAA: the pool does not answer it", dns.TypeToString[qtype])
+			tr.Notef("type %s is not A or AAAA: the pool does not answer it", dns.TypeToString[qtype])
 		}
 		return Result{Addrs: dst[:0], TTL: v.pools[p.sel.seq].ttl, NoData: true, Pool: p}
 	}
@@ -352,20 +352,20 @@ func (v *View) run(p *Pool, qtype uint16, c Client, dst []netip.Addr, tr *Trace)
 	return r
 }
 
-// selectPool is SPEC §5 for one pool; tr is nil on the hot path.
+// selectPool chooses the answer of one pool; tr is nil on the hot path.
 func (v *View) selectPool(p *Pool, q *query, dst []netip.Addr, tr *Trace, depth int) Result {
 	r := Result{Addrs: dst[:0], TTL: v.pools[p.sel.seq].ttl, Pool: p}
 	var pt *PoolTrace
 	if tr != nil {
 		pt = tr.addPool(v, p, q)
 		if r.TTL < p.TTL {
-			tr.notef("pool %s answers with its min_ttl %d instead of ttl %d: an address is down or its monitors disagree (health-aware TTL)", p.Name, r.TTL, p.TTL)
+			tr.Notef("pool %s answers with its min_ttl %d instead of ttl %d: an address is down or its monitors disagree (health-aware TTL)", p.Name, r.TTL, p.TTL)
 		}
 	}
 	if !p.sel.has[q.fam] {
 		r.NoData = true
 		if pt != nil {
-			pt.Note = "the pool has no address of this family: NODATA (SPEC §5.8)"
+			pt.Note = "the pool has no address of this family: NODATA (README, How an answer is chosen)"
 			tr.ScopeWhy = "the answer does not depend on the client"
 		}
 		return r
@@ -499,7 +499,7 @@ func (v *View) selectPool(p *Pool, q *query, dst []netip.Addr, tr *Trace, depth 
 		need -= take
 	}
 
-	// Scope (SPEC §5.7): as wide as the networks in which the answer cannot
+	// Scope (README, How an answer is chosen): as wide as the networks in which the answer cannot
 	// differ. When every eligible address is answered, or one site answers
 	// without affinity, the answer set is the same for every client
 	// (rotation only changes the order).
@@ -631,7 +631,7 @@ func appendByScore(dst, addrs []netip.Addr, take int, key uint64) []netip.Addr {
 	return dst
 }
 
-// geoClass places a site for a client location (SPEC §5.3, geo).
+// geoClass places a site for a client location (policy "geo").
 func geoClass(s *Site, loc *geo.Location) (class int, km float64) {
 	if loc.Source == geo.SourceUnknown {
 		return classRest, 0

@@ -69,7 +69,7 @@ func clientIn(rng *rand.Rand, base netip.Prefix) netip.Addr {
 }
 
 // TestSelectScopeMergedIsSafe is the property of the merged geo tables
-// (SPEC §5.7): for random clients, every address inside the scope the
+// (README, How an answer is chosen): for random clients, every address inside the scope the
 // answer carries — its first and last address and random ones — has the
 // same site ranking as the client, computed independently from its own
 // location; without affinity the scope is never narrower than the

@@ -164,7 +164,7 @@ type Client struct {
 type Result struct {
 	Addrs []netip.Addr // the caller's dst, filled
 	TTL   uint32
-	// Scope is the ECS scope prefix length for the response (SPEC §5.7),
+	// Scope is the ECS scope prefix length for the response (README, How an answer is chosen),
 	// capped at the client's source prefix when the query carried ECS
 	// (without ECS it is computed all the same, for explain, and unused).
 	// It is never wider than the network in which every address gets the

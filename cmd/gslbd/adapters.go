@@ -78,3 +78,30 @@ func querySample(l config.LogSection) float64 {
 	}
 	return l.SampleRate
 }
+
+type externalAdapter struct{ f *healthmon.Feed }
+
+var _ admin.External = externalAdapter{}
+
+func (a externalAdapter) Set(e admin.ExternalEntry) error {
+	err := a.f.Set(toEntry(e))
+	if errors.Is(err, healthmon.ErrUnknownTarget) {
+		return fmt.Errorf("%w: no pool has it", admin.ErrUnknownTarget)
+	}
+	return err
+}
+
+func (a externalAdapter) Clear(e admin.ExternalEntry) bool { return a.f.Clear(toEntry(e)) }
+
+func (a externalAdapter) Entries() []admin.ExternalEntry {
+	es := a.f.Entries()
+	out := make([]admin.ExternalEntry, len(es))
+	for i, e := range es {
+		out[i] = admin.ExternalEntry{Address: e.Addr, Pool: e.Pool, Site: e.Site, Up: e.Up, Reason: e.Reason, Expires: e.Expires, Source: e.Source}
+	}
+	return out
+}
+
+func toEntry(e admin.ExternalEntry) healthmon.Entry {
+	return healthmon.Entry{Addr: e.Address, Pool: e.Pool, Site: e.Site, Up: e.Up, Reason: e.Reason, Expires: e.Expires, Source: e.Source}
+}

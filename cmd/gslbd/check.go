@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 
+	"gslbd/dnsserver"
 	"gslbd/zones"
 	"gslbd/zones/config"
 )
@@ -44,6 +45,10 @@ func loadAll(path string) (*config.NodeConfig, *zones.Snapshot, error) {
 		return nil, nil, err
 	}
 	snap, err := config.Load(cfg)
+	if err == nil {
+		// What the DNS server would fail to pack fails the check too.
+		err = dnsserver.Check(snap)
+	}
 	return cfg, snap, err
 }
 

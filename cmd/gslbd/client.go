@@ -17,13 +17,13 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"gslbd/admin"
 	"gslbd/cluster"
+	"gslbd/dnsserver"
 	"gslbd/zones"
 	"gslbd/zones/config"
 )
@@ -392,7 +392,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		if err == nil {
 			var snap *zones.Snapshot
 			if snap, err = config.Load(cfg); err == nil {
-				tr, err = zones.NewView(snap, nil).ExplainName(qname, qtype, client, *ecs)
+				tr, err = dnsserver.Explain(zones.NewView(snap, nil), qname, qtype, client, *ecs)
 			}
 		}
 		if err != nil {
@@ -415,132 +415,8 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		printJSON(stdout, tr)
 		return exitOK
 	}
-	printTrace(stdout, tr)
+	fmt.Fprint(stdout, tr.Text())
 	return exitOK
-}
-
-// printTrace writes a trace step by step, in the order the server decides:
-// name lookup, client location, per pool the addresses, the site order and
-// what was taken, then the answer and its ECS scope.
-func printTrace(w io.Writer, t *zones.Trace) {
-	fmt.Fprintf(w, "query    %s %s\n", t.Name, t.Type)
-	client := t.Client.Address + " (" + t.Client.Source
-	if t.Client.SourcePrefix != nil {
-		client += fmt.Sprintf(", source prefix /%d", *t.Client.SourcePrefix)
-	}
-	fmt.Fprintf(w, "client   %s)\n", client)
-	if t.Zone != "" {
-		owner := t.Owner
-		if t.Wildcard {
-			owner += " (wildcard)"
-		}
-		fmt.Fprintf(w, "zone     %s", t.Zone)
-		if owner != "" {
-			fmt.Fprintf(w, "  owner %s", owner)
-		}
-		fmt.Fprintln(w)
-	}
-	for _, c := range t.CNAMEs {
-		fmt.Fprintf(w, "cname    %s\n", oneSpaced(c))
-	}
-	if l := t.Location; l != nil {
-		var parts []string
-		for _, p := range []string{l.Country, l.Continent} {
-			if p != "" {
-				parts = append(parts, p)
-			}
-		}
-		if l.Lat != nil && l.Lon != nil {
-			parts = append(parts, strconv.FormatFloat(*l.Lat, 'f', 2, 64)+","+strconv.FormatFloat(*l.Lon, 'f', 2, 64))
-		}
-		if len(parts) == 0 {
-			parts = append(parts, "unknown")
-		}
-		fmt.Fprintf(w, "location %s (%s", strings.Join(parts, " "), l.Source)
-		if l.Network != "" {
-			fmt.Fprintf(w, ", network %s", l.Network)
-		}
-		fmt.Fprintln(w, ")")
-	}
-	for _, n := range t.Notes {
-		fmt.Fprintf(w, "note     %s\n", n)
-	}
-	for _, p := range t.Pools {
-		fmt.Fprintln(w)
-		fmt.Fprintf(w, "pool %s: policy %s, %s, ttl %d, affinity %s", p.Pool, p.Policy, plural(p.Answers, "answer"), p.TTL, p.Affinity)
-		if p.AffinityNet != "" {
-			fmt.Fprintf(w, " (%s)", p.AffinityNet)
-		}
-		fmt.Fprintf(w, ", %s\n", p.Family)
-		if p.Note != "" {
-			fmt.Fprintf(w, "  %s\n", p.Note)
-		}
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  SITE\tADDRESS\tSTATE\tWHY")
-		for _, a := range p.Addresses {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a.Site, a.Address, a.State, a.Why)
-		}
-		tw.Flush()
-		if len(p.Sites) > 0 {
-			fmt.Fprintln(w, "  site order:")
-			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-			for _, s := range p.Sites {
-				pos := strconv.Itoa(s.Position) + "."
-				if s.Skipped {
-					pos = "-"
-				}
-				taken := ""
-				if len(s.Taken) > 0 {
-					taken = "→ " + strings.Join(s.Taken, " ")
-					if s.How != "" {
-						taken += " (" + s.How + ")"
-					}
-				}
-				if taken != "" {
-					taken = "\t" + taken // no empty last cell: it would pad the line with spaces
-				}
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d eligible%s\n", pos, s.Site, s.Reason, s.Eligible, taken)
-			}
-			tw.Flush()
-		}
-		if p.AllDown != "" {
-			fmt.Fprintf(w, "  all down: %s\n", p.AllDown)
-		}
-	}
-	fmt.Fprintln(w)
-	for _, s := range t.Static {
-		fmt.Fprintf(w, "record   %s\n", oneSpaced(s))
-	}
-	answer := strings.Join(t.Answer, " ")
-	switch {
-	case t.NoData:
-		answer = "(no data)"
-	case answer == "" && len(t.Static) > 0:
-		answer = "(the records above)"
-	case answer == "":
-		answer = "(empty)"
-	}
-	fmt.Fprintf(w, "answer   %s %s", t.Rcode, answer)
-	if len(t.Answer) > 0 {
-		fmt.Fprintf(w, "  ttl %d", t.TTL)
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "scope    /%d", t.Scope)
-	if t.ScopeWhy != "" {
-		fmt.Fprintf(w, "  %s", t.ScopeWhy)
-	}
-	fmt.Fprintln(w)
-}
-
-// oneSpaced turns the tabs of an RR's presentation format into single
-// spaces, so records do not break the column layout.
-func oneSpaced(rr string) string { return strings.Join(strings.Fields(rr), " ") }
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return strconv.Itoa(n) + " " + what + "s"
 }
 
 // cmdKeygen: gslbd keygen [-json]. Prints a new random mesh key, base64.

@@ -13,11 +13,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"gslbd/admin"
+	"gslbd/cluster/clustertest"
+	"gslbd/internal/testlog"
 	"gslbd/zones"
 	"gslbd/zones/config"
 )
@@ -149,67 +150,9 @@ addresses = ["198.51.100.20"]
 `,
 }
 
-// cliMesh is an in-memory mesh for the in-process server: two monitors'
-// votes and the drains, implementing admin.Mesh and zones.Health.
-type cliMesh struct {
-	mu     sync.Mutex
-	votes  map[string]map[string]bool
-	drains map[admin.Drain]bool
-}
-
-func (m *cliMesh) Members() []admin.Member {
-	return []admin.Member{{Name: "cli1", Address: "127.0.0.1:7946", State: "alive"}, {Name: "cli2", Address: "127.0.0.2:7946", State: "suspect"}}
-}
-
-func (m *cliMesh) Votes(key string) map[string]bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := map[string]bool{}
-	for k, v := range m.votes[key] {
-		out[k] = v
-	}
-	return out
-}
-
-func (m *cliMesh) Drain(pool, site string, addr netip.Addr, on bool) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	d := admin.Drain{Pool: pool, Site: site, Addr: addr}
-	if on {
-		m.drains[d] = true
-	} else {
-		delete(m.drains, d)
-	}
-	return nil
-}
-
-func (m *cliMesh) Drains() []admin.Drain {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []admin.Drain
-	for d := range m.drains {
-		out = append(out, d)
-	}
-	return out
-}
-
-func (m *cliMesh) Down(key string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	down := 0
-	for _, up := range m.votes[key] {
-		if !up {
-			down++
-		}
-	}
-	return down*2 > len(m.votes[key])
-}
-
-func (m *cliMesh) Drained(pool, site string, addr netip.Addr) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.drains[admin.Drain{Pool: pool, Site: site}] || m.drains[admin.Drain{Pool: pool, Site: site, Addr: addr}]
-}
+// cliMesh is the in-memory mesh of cluster/clustertest for the
+// in-process admin server: two monitors' votes and the drains.
+type cliMesh = clustertest.Mesh[admin.Member, admin.Drain]
 
 type cliSource struct {
 	snap *zones.Snapshot
@@ -242,16 +185,19 @@ func startCLIServer(t *testing.T) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mesh := &cliMesh{votes: map[string]map[string]bool{}, drains: map[admin.Drain]bool{}}
+	mesh := clustertest.New(func(pool, site string, addr netip.Addr) admin.Drain {
+		return admin.Drain{Pool: pool, Site: site, Addr: addr}
+	}, admin.Member{Name: "cli1", Address: "127.0.0.1:7946", State: "alive"}, admin.Member{Name: "cli2", Address: "127.0.0.2:7946", State: "suspect"})
 	for _, tg := range snap.Targets {
 		if tg.Addr == netip.MustParseAddr("198.51.100.10") {
-			mesh.votes[tg.Key] = map[string]bool{"cli1": false, "cli2": false}
+			mesh.Vote(tg.Key, "cli1", false)
+			mesh.Vote(tg.Key, "cli2", false)
 		}
 	}
 	srv := admin.New(admin.Options{
 		Listen:   "127.0.0.1:0",
 		Token:    "cli-token",
-		Logger:   slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Logger:   testlog.New(t, slog.LevelInfo),
 		Source:   cliSource{snap, mesh},
 		Mesh:     mesh,
 		NodeName: "cli1",

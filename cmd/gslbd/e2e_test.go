@@ -76,6 +76,12 @@ func geoDBPath(t testing.TB) string {
 	return p
 }
 
+// e2eInproc is e2eNode run in this process (inproc_test.go).
+func e2eInproc(t *testing.T, name string) *inproc {
+	return startInproc(t, name, nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": e2ePools},
+		fmt.Sprintf("[geo]\ncity_db = %q\n", geoDBPath(t)), nil, nil)
+}
+
 func e2eNode(t *testing.T, name string, join []string) *testNode {
 	return newTestNode(t, name, nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": e2ePools},
 		fmt.Sprintf("[geo]\ncity_db = %q\n", geoDBPath(t)), join)
@@ -111,25 +117,27 @@ func TestServeAnswersAndExitsCleanly(t *testing.T) {
 	}
 }
 
+// TestReloadKeepsServingOnError: SIGHUP with a broken zone file keeps the
+// old data serving and reports the failure; a good reload is served.
 func TestReloadKeepsServingOnError(t *testing.T) {
-	n := e2eNode(t, "reload", nil)
-	n.Start()
-	static := func() []string { return answerAddrs(exchange(t, n.DNS, "static.gslb.test.", dns.TypeA, "")) }
+	p := e2eInproc(t, "reload")
+	static := func() []string { return answerAddrs(exchange(t, p.DNS, "static.gslb.test.", dns.TypeA, "")) }
 	if got := static(); !slices.Equal(got, []string{"192.0.2.1"}) {
 		t.Fatalf("static before reload: %v", got)
 	}
 
-	writeFile(t, filepath.Join(n.Dir, "zones/test.toml"), strings.Replace(e2eZone, `pool = "web"`, `pool = "nope"`, 1))
-	n.Signal(syscall.SIGHUP)
-	eventually(t, 10*time.Second, "reload failure shows in the log", func() bool {
-		return strings.Contains(n.logBuf.String(), "reload failed")
+	writeFile(t, filepath.Join(p.dir, "zones/test.toml"), strings.Replace(e2eZone, `pool = "web"`, `pool = "nope"`, 1))
+	p.hup <- syscall.SIGHUP
+	eventually(t, 10*time.Second, "the failed reload is reported", func() bool {
+		r := p.n.admin.Status().LastReload
+		return !r.At.IsZero() && !r.OK && len(r.Errors) > 0 && strings.Contains(r.Errors[0], `unknown pool "nope"`)
 	})
 	if got := static(); !slices.Equal(got, []string{"192.0.2.1"}) {
 		t.Fatalf("after a failed reload: %v, want the old answer", got)
 	}
 
-	writeFile(t, filepath.Join(n.Dir, "zones/test.toml"), strings.Replace(e2eZone, "192.0.2.1", "192.0.2.2", 1))
-	n.Signal(syscall.SIGHUP)
+	writeFile(t, filepath.Join(p.dir, "zones/test.toml"), strings.Replace(e2eZone, "192.0.2.1", "192.0.2.2", 1))
+	p.hup <- syscall.SIGHUP
 	eventually(t, 10*time.Second, "good reload is served", func() bool {
 		return slices.Equal(static(), []string{"192.0.2.2"})
 	})
@@ -170,8 +178,7 @@ func TestCheckCommand(t *testing.T) {
 func TestThroughUnbound(t *testing.T) {
 	unbound := requireTool(t, "unbound")
 	dig := requireTool(t, "dig")
-	n := e2eNode(t, "behind-unbound", nil)
-	n.Start()
+	n := e2eInproc(t, "behind-unbound")
 
 	dir := t.TempDir()
 	port := freePort(t, "127.0.0.1", true)

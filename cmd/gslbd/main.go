@@ -11,7 +11,7 @@ import (
 	"os"
 )
 
-// Exit codes of SPEC §1.
+// Exit codes: 0 success, 1 bad input or a failed check, 2 usage error.
 const (
 	exitOK    = 0
 	exitFail  = 1 // bad input or a failed check

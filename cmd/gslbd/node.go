@@ -19,6 +19,7 @@ import (
 	"gslbd/admin"
 	"gslbd/cluster"
 	"gslbd/dnsserver"
+	"gslbd/dnsserver/dnstap"
 	"gslbd/healthmon"
 	"gslbd/zones"
 	"gslbd/zones/config"
@@ -32,17 +33,40 @@ type node struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 
-	mesh  *cluster.Mesh
-	mon   *healthmon.Monitor // nil when health.probe = false
-	dns   *dnsserver.Server  // nil when dns.listen = []
-	admin *admin.Server      // nil when admin.listen = ""
+	mesh *cluster.Mesh
+	mon  *healthmon.Monitor // nil when health.probe = false
+	feed *healthmon.Feed    // external health; nil when health.probe = false
+	dns  *dnsserver.Server  // nil when dns.listen = []
+	tap  *dnstap.Sink       // nil without [dnstap] (or without DNS)
+	// stopTap ends the dnstap writer after DNS has stopped, so it writes
+	// every exchange answered; tapDone closes when it has finished.
+	stopTap context.CancelFunc
+	tapDone chan struct{}
+	admin   *admin.Server // nil when admin.listen = ""
 
-	mu   sync.Mutex // serialises reload and publish
+	mu   sync.Mutex // serialises swapping the snapshot and publishing views
 	snap *zones.Snapshot
 	// probing is the target keys the monitor was last given (nil: none
 	// yet for this snapshot).
 	probing []string
 	view    atomic.Pointer[zones.View]
+
+	// loader keeps the geo database between reloads while its file is
+	// unchanged. reloadMu serialises reloads (SIGHUP and the admin API);
+	// they load and compile to the side and take mu only to swap.
+	loader   *config.Loader
+	reloadMu sync.Mutex
+	// reloads asks the reloader for one more reload; its buffer of one
+	// coalesces the SIGHUPs that arrive while a reload runs.
+	reloads chan struct{}
+
+	// ready is closed once every listener is bound (tests wait on it);
+	// shutdownStep, when set (tests), is called after each shutdown step.
+	ready        chan struct{}
+	shutdownStep func(step string)
+	// reloadHook, when set (tests), runs in every reload after the load
+	// and before the swap.
+	reloadHook func()
 }
 
 func newNode(path string, log *slog.Logger) (*node, error) {
@@ -50,14 +74,16 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap, err := config.Load(cfg)
+	loader := new(config.Loader)
+	snap, err := loader.Load(cfg)
 	if err != nil {
 		return nil, err
 	}
 	for _, w := range snap.Warnings {
 		log.Warn("config", "warning", w)
 	}
-	n := &node{path: path, log: log, reg: prometheus.NewRegistry(), snap: snap}
+	n := &node{path: path, log: log, reg: prometheus.NewRegistry(), snap: snap, loader: loader,
+		reloads: make(chan struct{}, 1), ready: make(chan struct{})}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	warnReadable(log, cfg)
 	sec, err := readSecrets(cfg)
@@ -102,6 +128,26 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 			Registerer: n.reg,
 			Report:     func(r healthmon.Report) { n.mesh.SetLocal(r.Key, r.Up, r.Reason) },
 		})
+		n.feed = healthmon.NewFeed(healthmon.FeedOptions{
+			File:       cfg.Health.ExternalFile,
+			Monitor:    n.mon,
+			Logger:     log,
+			Registerer: n.reg,
+		})
+	}
+	if len(cfg.DNS.Listen) > 0 && cfg.Dnstap.Enabled() {
+		v := cfg.Dnstap.Version
+		if v == "" {
+			v = "gslbd " + version
+		}
+		n.tap, err = dnstap.New(dnstap.Config{
+			File: cfg.Dnstap.File, Socket: cfg.Dnstap.Socket,
+			Identity: cfg.Dnstap.Identity, Version: v,
+			Queries: cfg.Dnstap.Queries, Responses: cfg.Dnstap.Responses,
+		}, log, n.reg)
+		if err != nil {
+			return nil, err
+		}
 	}
 	if len(cfg.DNS.Listen) > 0 {
 		n.dns = dnsserver.New(dnsserver.Config{
@@ -112,10 +158,14 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 			MaxTCPConnsPerSource: cfg.DNS.MaxTCPConnsPerSource,
 			QueryLogSample:       querySample(cfg.Log),
 			RRL:                  rrlConfig(cfg.DNS.RRL),
+			Tap:                  n.tap,
 		}, log, n.reg)
 		if sec.cookie != nil {
 			n.dns.SetCookieSecret(*sec.cookie)
 		}
+	}
+	if err := n.compile(snap); err != nil {
+		return nil, err
 	}
 	if cfg.Admin.Listen != "" {
 		opts := admin.Options{
@@ -135,6 +185,10 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 		}
 		if n.mon != nil {
 			opts.Monitor = monitorAdapter{n.mon}
+			opts.External = externalAdapter{n.feed}
+		}
+		if n.dns != nil {
+			opts.Explainer = n.dns
 		}
 		n.admin = admin.New(opts)
 	}
@@ -191,6 +245,9 @@ func (n *node) applyTargets() {
 	}
 	n.mesh.SetTargets(intervals)
 	n.mesh.SetConfigDigest(n.snap.ConfigDigest)
+	if n.mon != nil {
+		n.feed.SetSnapshot(n.snap)
+	}
 	n.probing = nil // a new snapshot: hand the monitor its targets anew
 	n.updateProbes()
 }
@@ -220,14 +277,33 @@ func (n *node) updateProbes() {
 	n.mon.Update(ts)
 }
 
-// reload re-reads every file and swaps the new snapshot in only when all of
-// it is valid (SPEC §9).
+// compile builds the DNS wire table of snap ahead of the swap, so that a
+// record that cannot be packed fails the load with its file and line.
+func (n *node) compile(snap *zones.Snapshot) error {
+	if n.dns != nil {
+		return n.dns.Compile(snap)
+	}
+	return dnsserver.Check(snap)
+}
+
+// reload re-reads every file, compiles the DNS table, and swaps the new
+// snapshot in only when all of it is valid; a failed reload changes
+// nothing. The loading and compiling run without n.mu, so verdict changes
+// keep reaching answers while a large reload runs.
 func (n *node) reload(ctx context.Context) error {
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
 	start := time.Now()
 	cfg, err := config.LoadNodeConfig(n.path)
 	var snap *zones.Snapshot
 	if err == nil {
-		snap, err = config.Load(cfg)
+		snap, err = n.loader.Load(cfg)
+	}
+	if err == nil {
+		err = n.compile(snap)
+	}
+	if n.reloadHook != nil {
+		n.reloadHook()
 	}
 	if err != nil {
 		n.log.Error("reload failed; keeping the running configuration", "errors", strings.Count(err.Error(), "\n")+1)
@@ -252,12 +328,15 @@ func (n *node) reload(ctx context.Context) error {
 }
 
 // run starts everything, serves until ctx ends, then shuts down in order:
-// stop probing, leave the mesh, stop DNS, stop admin.
+// stop probing, leave the mesh, stop DNS, stop admin. DNS and admin are
+// started with a context of their own, not ctx, so that they keep serving
+// while the mesh is left: peers learn of the leave while this node still
+// answers, and the resolvers that still ask it get answers.
 func (n *node) run(ctx context.Context, hup <-chan os.Signal) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// Join and merge the peers' state before DNS opens (SPEC §6).
+	// Join and merge the peers' state before DNS opens (README, Health checks and the mesh).
 	if err := n.mesh.Start(ctx); err != nil {
 		return fmt.Errorf("start mesh: %w", err)
 	}
@@ -277,27 +356,55 @@ func (n *node) run(ctx context.Context, hup <-chan os.Signal) error {
 				n.log.Error("health monitor stopped", "err", err)
 			}
 		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.feed.Run(monCtx)
+		}()
 	}
+	if n.tap != nil {
+		var tapCtx context.Context
+		tapCtx, n.stopTap = context.WithCancel(context.Background())
+		n.tapDone = make(chan struct{})
+		go func() {
+			defer close(n.tapDone)
+			if err := n.tap.Run(tapCtx); err != nil {
+				n.log.Error("dnstap stopped", "err", err)
+			}
+		}()
+	}
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	defer stopSrv()
 	var startErr error
 	if n.dns != nil {
-		if err := n.dns.Start(ctx); err != nil {
+		if err := n.dns.Start(srvCtx); err != nil {
 			startErr = fmt.Errorf("start dns: %w", err)
 		}
 	}
 	if startErr == nil && n.admin != nil {
-		if err := n.admin.Start(ctx); err != nil {
+		if err := n.admin.Start(srvCtx); err != nil {
 			startErr = fmt.Errorf("start admin: %w", err)
 		}
 	}
 	if startErr == nil {
 		n.log.Info("serving", "config", n.path, "zones", len(n.snap.Zones), "pools", len(n.snap.PoolList), "targets", len(n.snap.Targets))
+		var rwg sync.WaitGroup
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			n.reloader(ctx)
+		}()
+		close(n.ready)
 		n.loop(ctx, hup)
+		rwg.Wait() // a reload in progress finishes (or fails) first
 	}
 	n.shutdown(stopMon, &wg)
 	return startErr
 }
 
-// loop republishes on every verdict or drain change and reloads on SIGHUP.
+// loop republishes on every verdict or drain change. SIGHUP only asks the
+// reloader: a reload reads files (a City database takes seconds) and must
+// not hold verdict changes back from the answers.
 func (n *node) loop(ctx context.Context, hup <-chan os.Signal) {
 	changes := n.mesh.Changes()
 	for {
@@ -310,7 +417,32 @@ func (n *node) loop(ctx context.Context, hup <-chan os.Signal) {
 			n.publish()
 			n.mu.Unlock()
 		case <-hup:
+			n.requestReload()
+		}
+	}
+}
+
+// requestReload asks for a reload without waiting. Requests that arrive
+// while one is pending are one request: the reload that runs next reads
+// the files as they are then.
+func (n *node) requestReload() {
+	select {
+	case n.reloads <- struct{}{}:
+	default:
+	}
+}
+
+// reloader runs the requested reloads one after another until ctx ends.
+func (n *node) reloader(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.reloads:
 			n.log.Info("SIGHUP: reloading")
+			if n.tap != nil {
+				n.tap.Reopen() // a new dnstap file if logrotate moved the old one
+			}
 			if n.admin != nil {
 				_ = n.admin.Reload(ctx) // also keeps the reload metrics and status
 			} else {
@@ -329,25 +461,43 @@ func (n *node) shutdown(stopMon context.CancelFunc, wg *sync.WaitGroup) {
 	defer watchdog.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	step := func(name string) {
+		n.log.Info("shutdown: " + name)
+		if n.shutdownStep != nil {
+			n.shutdownStep(name)
+		}
+	}
 
 	stopMon()
 	wg.Wait()
+	step("probes stopped")
 	if err := n.mesh.Leave(2 * time.Second); err != nil {
 		n.log.Warn("leave mesh", "err", err)
 	}
 	if err := n.mesh.Shutdown(); err != nil {
 		n.log.Warn("shutdown mesh", "err", err)
 	}
+	step("mesh left")
 	if n.dns != nil {
 		if err := n.dns.Shutdown(ctx); err != nil {
 			n.log.Warn("shutdown dns", "err", err)
 		}
 	}
+	if n.stopTap != nil {
+		n.stopTap()
+		select {
+		case <-n.tapDone:
+		case <-ctx.Done():
+			n.log.Warn("dnstap did not finish its output in time")
+		}
+	}
+	step("dns stopped")
 	if n.admin != nil {
 		if err := n.admin.Shutdown(ctx); err != nil {
 			n.log.Warn("shutdown admin", "err", err)
 		}
 	}
+	step("admin stopped")
 }
 
 // formatVotes renders monitor votes as "ns1=up ns2=down", sorted by name.

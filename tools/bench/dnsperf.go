@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -183,20 +184,20 @@ func parseVerbose(line []byte) (time.Duration, bool) {
 }
 
 // throughput runs the saturating rounds: a short warm-up per server, then
-// o.rounds runs each, interleaved in ABBA order (gslbd gdnsd, gdnsd gslbd,
-// …) so a drift in background load hits both servers alike.
-func throughput(ctx context.Context, o options, p *pair, qfile string, log *slog.Logger) ([]perfRun, error) {
+// o.rounds runs each, interleaved in ABBA order (a b, b a, …) so a drift
+// in background load hits both servers alike.
+func throughput(ctx context.Context, o options, a, b *server, qfile string, log *slog.Logger) ([]perfRun, error) {
 	secs := max(1, int(o.duration.Seconds()))
-	for _, s := range []*server{p.gslbd, p.gdnsd} {
+	for _, s := range []*server{a, b} {
 		if _, err := runDnsperf(ctx, o, s, dnsperfArgs(o, s, qfile, 2), false); err != nil {
 			return nil, fmt.Errorf("warm-up: %w", err)
 		}
 	}
 	var runs []perfRun
 	for round := range o.rounds {
-		order := []*server{p.gslbd, p.gdnsd}
+		order := []*server{a, b}
 		if round%2 == 1 {
-			order = []*server{p.gdnsd, p.gslbd}
+			order = []*server{b, a}
 		}
 		for _, s := range order {
 			r, err := runDnsperf(ctx, o, s, dnsperfArgs(o, s, qfile, secs), false)
@@ -243,4 +244,26 @@ func pct(ds []time.Duration, p float64) time.Duration {
 	}
 	i := int(float64(len(ds)-1) * p / 100)
 	return ds[i]
+}
+
+// dnstapCounters reads the dnstap counters of a node's /metrics.
+func dnstapCounters(ctx context.Context, adminURL string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/metrics", nil)
+	if err != nil {
+		return err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "metrics unavailable: " + err.Error()
+	}
+	defer resp.Body.Close()
+	var parts []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "gslbd_dnstap_messages_total") || strings.HasPrefix(line, "gslbd_dnstap_dropped_total") {
+			parts = append(parts, "`"+line+"`")
+		}
+	}
+	return strings.Join(parts, ", ")
 }

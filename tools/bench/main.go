@@ -63,7 +63,7 @@ func main() {
 	flag.IntVar(&o.lines, "queries", 5000, "queries in the mix file")
 	flag.IntVar(&o.scopeNets, "scope-nets", 500, "client networks in the ECS scope comparison")
 	flag.IntVar(&o.trials, "failover-trials", 3, "failover trials per setup")
-	flag.StringVar(&o.skip, "skip", "", "phases to skip, comma-separated: perf, dnssec, latency, scope, failover, mesh")
+	flag.StringVar(&o.skip, "skip", "", "phases to skip, comma-separated: perf, dnssec, dnstap, latency, scope, failover, mesh")
 	flag.DurationVar(&o.timeout, "timeout", 6*time.Minute, "bound on the whole run")
 	flag.IntVar(&o.serverCPU, "server-cpu", 1, "CPU the DNS servers are pinned to (-1: no pinning)")
 	flag.IntVar(&o.loadCPU, "load-cpu", 0, "CPU dnsperf is pinned to (-1: no pinning)")
@@ -170,9 +170,25 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 				}
 			}
 			if !skip["perf"] {
-				rep.perf, err = throughput(ctx, o, pair, qfile, log)
+				rep.perf, err = throughput(ctx, o, pair.gslbd, pair.gdnsd, qfile, log)
 				if err != nil {
 					return err
+				}
+			}
+			if !skip["dnstap"] {
+				tapped, adminURL, err := startTapped(ctx, o, work, gslbd, db, pair, procs, log)
+				if err != nil {
+					return err
+				}
+				log.Info("dnstap on vs off", "rounds", o.rounds)
+				rep.dnstap, err = throughput(ctx, o, pair.gslbd, tapped, qfile, log)
+				if err != nil {
+					return err
+				}
+				rep.dnstapMetrics = dnstapCounters(ctx, adminURL)
+				procs.stop(tapped.proc)
+				if fi, err := os.Stat(filepath.Join(work, "gslbd-dnstap", "dnstap.fstrm")); err == nil {
+					rep.dnstapBytes = fi.Size()
 				}
 			}
 			if !skip["latency"] {

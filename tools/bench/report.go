@@ -17,11 +17,16 @@ type report struct {
 	gdnsdStartup time.Duration
 	perf         []perfRun
 	signed       []perfRun // gslbd unsigned (plain mix) and gslbd-signed (mix with DO)
-	latency      []perfRun
-	scope        []scopeStats
-	failover1    *failoverResult
-	failover3    *failoverResult
-	elapsed      time.Duration
+	// dnstap: gslbd without and with dnstap (queries and responses to a
+	// file), interleaved; the counters of the tapped node after its runs.
+	dnstap        []perfRun
+	dnstapMetrics string
+	dnstapBytes   int64
+	latency       []perfRun
+	scope         []scopeStats
+	failover1     *failoverResult
+	failover3     *failoverResult
+	elapsed       time.Duration
 }
 
 func parseSkip(s string) map[string]bool {
@@ -134,6 +139,20 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "| queries per server CPU-second | %.0f | %.0f | %s |\n", up, sp, ratio(sp, up))
 		fmt.Fprintf(w, "| avg latency, saturated (ms) | %.3f | %.3f | |\n", ms(u.lat), ms(sg.lat))
 		fmt.Fprintf(w, "| queries lost | %d of %d | %d of %d | |\n", u.lost, u.sent, sg.lost, sg.sent)
+	}
+	if len(r.dnstap) > 0 {
+		off, on := aggregate(r.dnstap, "gslbd"), aggregate(r.dnstap, "gslbd+dnstap")
+		fmt.Fprintf(w, "\n#### dnstap on vs off (%d × %s per server, interleaved ABBA, same pinning and query mix)\n\n", off.runs, r.opts.duration)
+		fmt.Fprintf(w, "Two gslbd processes with the same configuration, one with `[dnstap] file` (queries and responses), measured in alternation.\n\n")
+		fmt.Fprintf(w, "| | dnstap off | dnstap on | on/off |\n|---|---:|---:|---:|\n")
+		fq, nq := mean(off.qps), mean(on.qps)
+		fmt.Fprintf(w, "| QPS (mean of runs) | %.0f | %.0f | %s |\n", fq, nq, ratio(nq, fq))
+		fmt.Fprintf(w, "| QPS per run | %s | %s | |\n", floats(off.qps), floats(on.qps))
+		fp, np := perSec(off.completed, off.serverCPU), perSec(on.completed, on.serverCPU)
+		fmt.Fprintf(w, "| queries per server CPU-second | %.0f | %.0f | %s |\n", fp, np, ratio(np, fp))
+		fmt.Fprintf(w, "| avg latency, saturated (ms) | %.3f | %.3f | %s |\n", ms(off.lat), ms(on.lat), ratio(ms(on.lat), ms(off.lat)))
+		fmt.Fprintf(w, "| queries lost | %d of %d | %d of %d | |\n", off.lost, off.sent, on.lost, on.sent)
+		fmt.Fprintf(w, "\ndnstap node after its runs (warm-up included): %s; file %.1f MiB.\n", r.dnstapMetrics, float64(r.dnstapBytes)/(1<<20))
 	}
 	if len(r.latency) > 0 {
 		fmt.Fprintf(w, "\n#### Latency at a fixed %d QPS (%d s per run, 2 runs each, every query timed with dnsperf -v)\n\n", r.opts.latRate, r.opts.latSecs)

@@ -155,7 +155,7 @@ func compareScopes(ctx context.Context, p *pair, nets *clientNets, n int) ([]sco
 			case d > list[i].Bits() && g == list[i].Bits():
 				// gdnsd reports the database network even when it is
 				// longer than the source prefix (RFC 7871 allows it);
-				// gslbd caps at the source prefix (SPEC §5.7).
+				// gslbd caps at the source prefix (README, How an answer is chosen).
 				st.capped++
 			case g < d:
 				st.wider++

@@ -70,8 +70,8 @@ func checkedAddrs() []netip.Addr {
 // Template data for the gslbd files.
 type (
 	gslbdNode struct {
-		Role, Name, DNS, Cluster, GeoDB, Admin string
-		Join                                   []string
+		Role, Name, DNS, Cluster, GeoDB, Admin, Dnstap string
+		Join                                           []string
 	}
 	zoneData struct {
 		Zone    string
@@ -269,6 +269,41 @@ func startPair(ctx context.Context, o options, work, gslbdBin, db string, procs 
 		return nil, err
 	}
 	return p, nil
+}
+
+// startTapped starts a second gslbd, configured as the pair's with dnstap
+// on (queries and responses to a file in its directory) and an admin
+// address for its dnstap counters, pinned to the same CPU.
+func startTapped(ctx context.Context, o options, work, gslbdBin, db string, p *pair, procs *procSet, log *slog.Logger) (*server, string, error) {
+	var ports [3]int
+	for i := range ports {
+		var err error
+		if ports[i], err = freeDNSPort("127.0.0.1"); err != nil {
+			return nil, "", err
+		}
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	dir := filepath.Join(work, "gslbd-dnstap")
+	node := gslbdNode{Role: "throughput with dnstap", Name: "bench-dnstap", DNS: hostPort(lo, ports[0]),
+		Cluster: hostPort(lo, ports[1]), Admin: hostPort(lo, ports[2]), GeoDB: db, Dnstap: filepath.Join(dir, "dnstap.fstrm")}
+	if err := writeGslbd(dir, node, zoneData{Zone: zoneName, TTL: poolTTL, Pools: []zonePool{{"geo", "geo"}}},
+		poolsData{Role: "throughput", Pools: []poolData{benchPool(p.checkPort)}}); err != nil {
+		return nil, "", err
+	}
+	s := &server{name: "gslbd+dnstap", addr: node.DNS}
+	var err error
+	t0 := time.Now()
+	s.proc, err = procs.start("gslbd+dnstap", o.serverCPU, dir, filepath.Join(work, "gslbd-dnstap.log"),
+		gslbdBin, "serve", "-config", filepath.Join(dir, "gslbd.toml"))
+	if err != nil {
+		return nil, "", err
+	}
+	if err := waitReady(ctx, s, 120*time.Second); err != nil {
+		return nil, "", err
+	}
+	s.startup = time.Since(t0)
+	log.Info("server ready", "server", s.name, "addr", s.addr, "pid", s.proc.cmd.Process.Pid, "dnstap", node.Dnstap)
+	return s, "http://" + node.Admin, nil
 }
 
 // waitReady polls s with a static query until it answers or the deadline

@@ -472,3 +472,55 @@ func TestAddrLiterals(t *testing.T) {
 		}
 	}
 }
+
+// TestLoaderReusesGeo: a Loader reads the geo database again only when
+// its file or the overrides changed.
+func TestLoaderReusesGeo(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "city.mmdb")
+	src, err := os.ReadFile("../../testdata/geo/city.mmdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	node := "[node]\nname = \"t\"\n[geo]\ncity_db = \"city.mmdb\"\n"
+	write := func(extra string) *NodeConfig {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "gslbd.toml"), []byte(node+extra), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadNodeConfig(filepath.Join(dir, "gslbd.toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	var ld Loader
+	load := func(cfg *NodeConfig) *zones.Snapshot {
+		t.Helper()
+		s, err := ld.Load(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	first := load(write(""))
+	if again := load(write("")); again.Geo != first.Geo {
+		t.Error("unchanged database read again")
+	} else if !strings.Contains(again.Files[len(again.Files)-1].Summary, "unchanged, reused") {
+		t.Errorf("summary %q does not say the database was reused", again.Files[len(again.Files)-1].Summary)
+	}
+	over := load(write("[[geo.networks]]\ncidr = \"10.9.0.0/16\"\ncountry = \"DE\"\n"))
+	if over.Geo == first.Geo {
+		t.Error("database reused although geo.networks changed")
+	}
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(db, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if touched := load(write("[[geo.networks]]\ncidr = \"10.9.0.0/16\"\ncountry = \"DE\"\n")); touched.Geo == over.Geo {
+		t.Error("database reused although its file changed")
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -29,6 +30,63 @@ import (
 // the geo database and returns the validated snapshot. All problems of all
 // files are reported at once: the error joins one *Error per problem.
 func Load(cfg *NodeConfig) (*zones.Snapshot, error) {
+	return new(Loader).Load(cfg)
+}
+
+// Loader is Load for a process that loads again and again (reloads): it
+// keeps the geo database of the last successful load and reuses it while
+// the file (path, size, modification time) and geo.networks are
+// unchanged, since reading and walking a full City database takes seconds
+// and nearly every reload only touches zones and pools. The zero Loader is
+// ready; it is safe for concurrent use.
+type Loader struct {
+	mu  sync.Mutex
+	key string // the file and overrides db was built from
+	db  *geo.DB
+}
+
+// Load is the package Load, reusing the geo database when it can.
+func (ld *Loader) Load(cfg *NodeConfig) (*zones.Snapshot, error) {
+	return load(cfg, ld)
+}
+
+// geo returns the database for cfg, and whether it was reused.
+func (ld *Loader) geo(cfg *NodeConfig) (*geo.DB, bool, error) {
+	key := geoKey(cfg)
+	ld.mu.Lock()
+	db, same := ld.db, key != "" && key == ld.key
+	ld.mu.Unlock()
+	if same {
+		return db, true, nil
+	}
+	db, err := openGeo(cfg)
+	if err != nil {
+		return nil, false, err
+	}
+	ld.mu.Lock()
+	ld.key, ld.db = key, db
+	ld.mu.Unlock()
+	return db, false, nil
+}
+
+// geoKey identifies what a geo database is built from; "" when the file
+// cannot be examined (the load then reports why).
+func geoKey(cfg *NodeConfig) string {
+	var b strings.Builder
+	if p := cfg.Geo.CityDB; p != "" {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return ""
+		}
+		fmt.Fprintf(&b, "%s|%d|%d", p, fi.Size(), fi.ModTime().UnixNano())
+	}
+	for _, o := range overrides(cfg) {
+		fmt.Fprintf(&b, "|%v", o)
+	}
+	return b.String()
+}
+
+func load(cfg *NodeConfig, ld *Loader) (*zones.Snapshot, error) {
 	l := &loader{cfg: cfg, pools: map[string]*poolSrc{}}
 	digest := sha256.New()
 	hashFile := func(kind, path string, data []byte) {
@@ -101,16 +159,20 @@ func Load(cfg *NodeConfig) (*zones.Snapshot, error) {
 	}
 	l.buildPools(s)
 
-	db, err := openGeo(cfg)
+	db, reused, err := ld.geo(cfg)
 	if err != nil {
 		l.nodeErr(err, []string{"geo", "city_db"}, "open geo database: %v", err)
 	} else {
 		s.Geo = db
 		if cfg.Geo.CityDB != "" {
 			i := db.Info()
+			how := fmt.Sprintf("loaded in %v", i.LoadDuration.Round(time.Millisecond))
+			if reused {
+				how = "unchanged, reused"
+			}
 			s.Files = append(s.Files, zones.FileSummary{Path: displayName(cfg.Geo.CityDB), Summary: fmt.Sprintf(
-				"geo database %s built %s: %d networks, %d locations, loaded in %v",
-				i.Type, i.BuildTime.UTC().Format(time.DateOnly), i.Networks, i.Locations, i.LoadDuration.Round(time.Millisecond))})
+				"geo database %s built %s: %d networks, %d locations, %s",
+				i.Type, i.BuildTime.UTC().Format(time.DateOnly), i.Networks, i.Locations, how)})
 		}
 	}
 	if err := joinErrors(l.errs); err != nil {

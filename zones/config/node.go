@@ -2,21 +2,22 @@ package config
 
 import "time"
 
-// NodeConfig is gslbd.toml (SPEC §2), decoded strictly, defaults applied,
+// NodeConfig is gslbd.toml (docs/configuration.md), decoded strictly, defaults applied,
 // relative paths resolved against the file's directory.
 type NodeConfig struct {
-	Path string `toml:"-"` // the file it was read from
-	Dir  string `toml:"-"` // its directory
+	Path string // the file it was read from
+	Dir  string // its directory
 
-	Node    NodeSection    `toml:"node"`
-	DNS     DNSSection     `toml:"dns"`
-	Geo     GeoSection     `toml:"geo"`
-	Zones   DirSection     `toml:"zones"`
-	Pools   DirSection     `toml:"pools"`
-	Health  HealthSection  `toml:"health"`
-	Cluster ClusterSection `toml:"cluster"`
-	Admin   AdminSection   `toml:"admin"`
-	Log     LogSection     `toml:"log"`
+	Node    NodeSection
+	DNS     DNSSection
+	Geo     GeoSection
+	Zones   DirSection
+	Pools   DirSection
+	Health  HealthSection
+	Cluster ClusterSection
+	Admin   AdminSection
+	Log     LogSection
+	Dnstap  DnstapSection
 
 	// display is Path as shown in errors; pos the places of its keys, so
 	// that Load can point at geo.city_db or zones.dir when they fail.
@@ -25,14 +26,14 @@ type NodeConfig struct {
 }
 
 type NodeSection struct {
-	Name string `toml:"name"` // default: the host name
+	Name string // default: the host name
 }
 
 type DNSSection struct {
-	Listen         []string `toml:"listen"`           // default ["127.0.0.1:5353"]; [] = no DNS
-	UDPSize        uint16   `toml:"udp_size"`         // default 1232
-	TCPIdleTimeout Duration `toml:"tcp_idle_timeout"` // default 10s
-	MaxTCPConns    int      `toml:"max_tcp_conns"`    // default 1000
+	Listen         []string // default ["127.0.0.1:5353"]; [] = no DNS
+	UDPSize        uint16   // default 1232
+	TCPIdleTimeout Duration // default 10s
+	MaxTCPConns    int      // default 1000
 	// MaxTCPConnsPerSource caps the connections of one IPv4 address or
 	// IPv6 /64; default max_tcp_conns / 10.
 	MaxTCPConnsPerSource int
@@ -60,50 +61,53 @@ type CookiesSection struct {
 }
 
 type GeoSection struct {
-	CityDB   string       `toml:"city_db"` // resolved to an absolute path; "" = none
-	Networks []GeoNetwork `toml:"networks"`
+	CityDB   string // resolved to an absolute path; "" = none
+	Networks []GeoNetwork
 }
 
 type GeoNetwork struct {
-	CIDR      string   `toml:"cidr"`
-	Country   string   `toml:"country"`
-	Continent string   `toml:"continent"`
-	Lat       *float64 `toml:"lat"`
-	Lon       *float64 `toml:"lon"`
+	CIDR      string
+	Country   string
+	Continent string
+	Lat       *float64
+	Lon       *float64
 }
 
 type DirSection struct {
-	Dir string `toml:"dir"` // resolved to an absolute path
+	Dir string // resolved to an absolute path
 
 	explicit bool // the key was given (a missing default directory is no error)
 }
 
 type HealthSection struct {
-	Probe bool `toml:"probe"` // default true
+	Probe bool // default true
+	// ExternalFile is the watched external health file (resolved to an
+	// absolute path); "" for none. It need not exist yet.
+	ExternalFile string
 	// MonitorsPerTarget is how many monitors probe each target, chosen by
 	// rendezvous hashing over the live monitors; 0 (default) means all.
-	MonitorsPerTarget int `toml:"monitors_per_target"`
+	MonitorsPerTarget int
 }
 
 type ClusterSection struct {
-	Bind       string   `toml:"bind"`      // default "127.0.0.1:7946"
-	Advertise  string   `toml:"advertise"` // default: bind
-	Join       []string `toml:"join"`
-	Profile    string   `toml:"profile"`     // lan | wan | local; default "wan"
-	SecretFile string   `toml:"secret_file"` // resolved to an absolute path
+	Bind       string // default "127.0.0.1:7946"
+	Advertise  string // default: bind
+	Join       []string
+	Profile    string // lan | wan | local; default "wan"
+	SecretFile string // resolved to an absolute path
 	// Label isolates clusters that share a network (memberlist Label).
-	Label string `toml:"label"`
+	Label string
 	// ReconnectInterval is how often failed members and the join list are
 	// tried again (default 5 s), so that a healed partition rejoins.
-	ReconnectInterval time.Duration `toml:"reconnect_interval"`
+	ReconnectInterval time.Duration
 	// Retention is how long monitors, members, drains and report
 	// tombstones dead, gone or withdrawn are kept (default 24 h).
-	Retention time.Duration `toml:"retention"`
+	Retention time.Duration
 }
 
 type AdminSection struct {
-	Listen    string `toml:"listen"`     // default "127.0.0.1:8053"; "" disables
-	TokenFile string `toml:"token_file"` // resolved to an absolute path
+	Listen    string // default "127.0.0.1:8053"; "" disables
+	TokenFile string // resolved to an absolute path
 	// CertFile and KeyFile turn on TLS; both or neither.
 	CertFile string
 	KeyFile  string
@@ -116,6 +120,19 @@ type AdminSection struct {
 
 // LogSection configures the optional sampled query log.
 type LogSection struct {
-	Queries    bool    `toml:"queries"`
-	SampleRate float64 `toml:"sample_rate"` // share of queries logged, 0..1; default 0.01
+	Queries    bool
+	SampleRate float64 // share of queries logged, 0..1; default 0.01
 }
+
+// DnstapSection is [dnstap]: off unless File or Socket is set.
+type DnstapSection struct {
+	File      string // Frame Streams file, resolved to an absolute path
+	Socket    string // "unix:PATH" (path resolved) or "tcp:HOST:PORT"
+	Identity  string // default: the node name
+	Version   string // "" = gslbd and its version (filled in by the server)
+	Queries   bool   // default true
+	Responses bool   // default true
+}
+
+// Enabled reports whether dnstap output is configured.
+func (d DnstapSection) Enabled() bool { return d.File != "" || d.Socket != "" }

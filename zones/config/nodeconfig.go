@@ -11,14 +11,16 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"gslbd/zones"
 )
 
-// Defaults of gslbd.toml (SPEC §2).
+// Defaults of gslbd.toml (docs/configuration.md).
 const (
 	DefaultDNSListen      = "127.0.0.1:5353"
-	DefaultUDPSize        = 1232
-	DefaultTCPIdleTimeout = 10 * time.Second
-	DefaultMaxTCPConns    = 1000
+	DefaultUDPSize        = zones.DefaultUDPSize
+	DefaultTCPIdleTimeout = zones.DefaultTCPIdleTimeout
+	DefaultMaxTCPConns    = zones.DefaultMaxTCPConns
 	DefaultRRLWindow      = 15
 	DefaultRRLSlip        = 2
 	DefaultRRLIPv4Prefix  = 24
@@ -40,7 +42,7 @@ const (
 var continents = []string{"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
 
 // LoadNodeConfig reads gslbd.toml strictly (unknown keys are errors),
-// applies the SPEC §2 defaults, resolves relative paths against the file's
+// applies the defaults (docs/configuration.md), resolves relative paths against the file's
 // directory and validates every value. All problems are returned at once,
 // joined, each an *Error with the place of the offending key.
 func LoadNodeConfig(path string) (*NodeConfig, error) {
@@ -186,8 +188,17 @@ func parseNodeConfig(display, abs string, data []byte, errs *[]*Error) *NodeConf
 	cfg.Health.Probe = true
 	if t := root.sub("health"); t != nil {
 		t.boolean("probe", &cfg.Health.Probe)
+		if t.str("external_file", &cfg.Health.ExternalFile) {
+			switch {
+			case cfg.Health.ExternalFile == "":
+				t.errf("external_file", "empty path: omit the key for no external health file")
+			case !cfg.Health.Probe:
+				t.errf("external_file", "an external health file sets this monitor's votes, and with probe = false this node has none: set probe = true or remove external_file")
+			}
+			cfg.Health.ExternalFile = resolve(cfg.Health.ExternalFile)
+		}
 		t.intVal("monitors_per_target", 0, MaxMonitorsPerTarget, &cfg.Health.MonitorsPerTarget)
-		t.done("probe", "monitors_per_target")
+		t.done("probe", "external_file", "monitors_per_target")
 	}
 
 	cfg.Cluster = ClusterSection{Bind: DefaultClusterBind, Profile: DefaultProfile, Join: []string{},
@@ -270,8 +281,49 @@ func parseNodeConfig(display, abs string, data []byte, errs *[]*Error) *NodeConf
 		t.done("queries", "sample_rate")
 	}
 
-	root.done("node", "dns", "geo", "zones", "pools", "health", "cluster", "admin", "log")
+	cfg.Dnstap = DnstapSection{Identity: cfg.Node.Name, Queries: true, Responses: true}
+	if t := root.sub("dnstap"); t != nil {
+		parseDnstap(t, &cfg.Dnstap, resolve)
+	}
+
+	root.done("node", "dns", "geo", "zones", "pools", "health", "cluster", "admin", "log", "dnstap")
 	return cfg
+}
+
+// parseDnstap reads [dnstap]: a file or a collector socket (not both),
+// the identity and version fields and the two message switches.
+func parseDnstap(t *table, d *DnstapSection, resolve func(string) string) {
+	hasFile := t.str("file", &d.File)
+	if hasFile {
+		if d.File == "" {
+			t.errf("file", "empty path: omit the key for no dnstap file")
+		}
+		d.File = resolve(d.File)
+	}
+	if t.str("socket", &d.Socket) {
+		network, addr, _ := strings.Cut(d.Socket, ":")
+		switch {
+		case hasFile:
+			t.errf("socket", "dnstap goes to a file or a socket, not both: remove file or socket")
+			d.Socket = ""
+		case network == "unix" && addr != "":
+			d.Socket = "unix:" + resolve(addr)
+		case network == "tcp":
+			if h, p, err := splitHostPort(addr); err != nil || h == "" || p == "" {
+				t.errf("socket", "invalid collector address %q: want \"tcp:HOST:PORT\", e.g. \"tcp:127.0.0.1:6000\"", d.Socket)
+			}
+		default:
+			t.errf("socket", "invalid socket %q: want \"unix:PATH\" or \"tcp:HOST:PORT\"", d.Socket)
+		}
+	}
+	t.str("identity", &d.Identity)
+	t.str("version", &d.Version)
+	t.boolean("queries", &d.Queries)
+	t.boolean("responses", &d.Responses)
+	if (d.File != "" || d.Socket != "") && !d.Queries && !d.Responses {
+		t.errf("", "queries and responses are both false: nothing would be logged; remove [dnstap] to turn it off")
+	}
+	t.done("file", "socket", "identity", "version", "queries", "responses")
 }
 
 // How checkFile looks at a file beyond its being a readable regular file.

@@ -2,20 +2,23 @@ package config
 
 import (
 	"net/netip"
+	"net/textproto"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"gslbd/zones"
 )
 
-// Defaults of pool files (SPEC §4).
+// Defaults of pool files (docs/configuration.md).
 const (
 	DefaultAnswers       = 2
 	DefaultPoolTTL       = 30
 	DefaultWeight        = 100
-	DefaultCheckInterval = 5 * time.Second
-	DefaultCheckTimeout  = 2 * time.Second
+	DefaultCheckInterval = zones.DefaultCheckInterval
+	DefaultCheckTimeout  = zones.DefaultCheckTimeout
 	DefaultCheckRise     = 2
 	DefaultCheckFall     = 3
 	DefaultCheckPath     = "/"
@@ -27,7 +30,8 @@ const (
 var (
 	poolKeys  = []string{"policy", "answers", "ttl", "min_ttl", "affinity", "when_all_down", "fallback", "check", "sites"}
 	siteKeys  = []string{"name", "lat", "lon", "countries", "continents", "weight", "priority", "drained", "addresses", "check"}
-	checkKeys = []string{"type", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall", "tls_skip_verify"}
+	checkKeys = []string{"type", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall", "tls_skip_verify",
+		"headers", "body_match", "name", "qtype", "rcode", "answer"}
 )
 
 // poolSrc is a pool with where it came from, for errors found later
@@ -58,12 +62,21 @@ type checkSpec struct {
 	interval, timeout *time.Duration
 	rise, fall        *int
 	insecure          *bool
+	headers           []zones.Header // nil: not given
+	bodyMatch         *string
+	qname, answer     *string
+	qtype             *uint16
+	rcode             *int
 	from              map[string][]string
 	d                 *doc
 	table             []string
 }
 
-var checkTypes = map[string]zones.CheckType{"none": zones.CheckNone, "http": zones.CheckHTTP, "https": zones.CheckHTTPS, "tcp": zones.CheckTCP}
+var checkTypes = map[string]zones.CheckType{"none": zones.CheckNone, "http": zones.CheckHTTP, "https": zones.CheckHTTPS, "tcp": zones.CheckTCP, "dns": zones.CheckDNS}
+
+// Request headers a check may not set: the probe writes them itself (the
+// User-Agent names the monitor, SPEC §6; host has its own key).
+var reservedHeaders = []string{"Host", "User-Agent", "Connection", "Content-Length", "Transfer-Encoding", "Te", "Trailer", "Upgrade"}
 
 func parseCheckSpec(t *table) *checkSpec {
 	c := &checkSpec{from: map[string][]string{}, d: t.d, table: t.path}
@@ -77,7 +90,7 @@ func parseCheckSpec(t *table) *checkSpec {
 			c.typ = &ct
 			mark("type")
 		} else {
-			t.errf("type", "unknown check type %q (allowed: http, https, tcp, none)", s)
+			t.errf("type", "unknown check type %q (allowed: http, https, tcp, dns, none)", s)
 		}
 	}
 	var port int
@@ -155,8 +168,114 @@ func parseCheckSpec(t *table) *checkSpec {
 		c.insecure = &b
 		mark("tls_skip_verify")
 	}
+	parseHTTPExtras(t, c, mark)
+	parseDNSCheck(t, c, mark)
 	t.done(checkKeys...)
 	return c
+}
+
+// parseHTTPExtras reads headers (a table of name = value) and body_match.
+func parseHTTPExtras(t *table, c *checkSpec, mark func(string)) {
+	if h := t.sub("headers"); h != nil {
+		hs := []zones.Header{}
+		good := true
+		for name, v := range h.m {
+			h.used[name] = true
+			value, isStr := v.(string)
+			canon := textproto.CanonicalMIMEHeaderKey(name)
+			switch {
+			case !validHeaderName(name):
+				h.errf(name, "invalid header name %q: want a token such as \"X-Health-Token\"", name)
+				good = false
+			case slices.Contains(reservedHeaders, canon):
+				h.errf(name, "header %s is set by the probe itself (use host for Host)", canon)
+				good = false
+			case !isStr:
+				h.typeErr(name, "a string", v)
+				good = false
+			case strings.ContainsAny(value, "\r\n\x00"):
+				h.errf(name, "invalid value for header %s: no line breaks or NUL", canon)
+				good = false
+			default:
+				hs = append(hs, zones.Header{Name: canon, Value: value})
+			}
+		}
+		if good {
+			slices.SortFunc(hs, func(a, b zones.Header) int { return strings.Compare(a.Name, b.Name) })
+			for i := 1; i < len(hs); i++ {
+				if hs[i].Name == hs[i-1].Name {
+					t.errf("headers", "header %s given twice (names are case-insensitive)", hs[i].Name)
+					good = false
+				}
+			}
+		}
+		if good {
+			c.headers = hs
+			mark("headers")
+		}
+	}
+	var s string
+	if t.str("body_match", &s) {
+		if s == "" || len(s) > zones.BodyMatchBytes {
+			t.errf("body_match", "invalid body_match: want a non-empty string of at most %d bytes", zones.BodyMatchBytes)
+		} else {
+			c.bodyMatch = &s
+			mark("body_match")
+		}
+	}
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseDNSCheck reads the keys of a dns check: name, qtype, rcode and
+// answer (checked against name and qtype in resolve).
+func parseDNSCheck(t *table, c *checkSpec, mark func(string)) {
+	var s string
+	if t.str("name", &s) {
+		if _, ok := dns.IsDomainName(s); !ok || s == "" {
+			t.errf("name", "invalid name %q: want a domain name such as \"www.example.com.\"", s)
+		} else {
+			v := dns.Fqdn(s)
+			c.qname = &v
+			mark("name")
+		}
+	}
+	if t.str("qtype", &s) {
+		if qt, ok := dns.StringToType[strings.ToUpper(s)]; !ok || qt == dns.TypeOPT || qt == dns.TypeAXFR || qt == dns.TypeIXFR {
+			t.errf("qtype", "unknown query type %q: want a type such as \"A\", \"AAAA\" or \"SOA\"", s)
+		} else {
+			c.qtype = &qt
+			mark("qtype")
+		}
+	}
+	if t.str("rcode", &s) {
+		if rc, ok := dns.StringToRcode[strings.ToUpper(s)]; !ok || rc > 15 {
+			t.errf("rcode", "unknown rcode %q (allowed: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, NOTIMP, FORMERR, …)", s)
+		} else {
+			c.rcode = &rc
+			mark("rcode")
+		}
+	}
+	if t.str("answer", &s) {
+		if strings.TrimSpace(s) == "" {
+			t.errf("answer", "empty answer: omit the key to accept any answer")
+		} else {
+			v := strings.TrimSpace(s)
+			c.answer = &v
+			mark("answer")
+		}
+	}
 }
 
 // over returns c with the keys given in o replacing c's.
@@ -182,6 +301,14 @@ func (c *checkSpec) over(o *checkSpec) *checkSpec {
 	overlay(&m.rise, o.rise)
 	overlay(&m.fall, o.fall)
 	overlay(&m.insecure, o.insecure)
+	if o.headers != nil {
+		m.headers = o.headers
+	}
+	overlay(&m.bodyMatch, o.bodyMatch)
+	overlay(&m.qname, o.qname)
+	overlay(&m.qtype, o.qtype)
+	overlay(&m.rcode, o.rcode)
+	overlay(&m.answer, o.answer)
 	return &m
 }
 
@@ -264,6 +391,56 @@ func (c *checkSpec) resolve() (zones.Check, bool) {
 			ok = false
 		}
 		ck.Insecure = true
+	}
+	httpish := ck.Type == zones.CheckHTTP || ck.Type == zones.CheckHTTPS
+	for key, given := range map[string]bool{"headers": c.headers != nil, "body_match": c.bodyMatch != nil} {
+		if given && !httpish {
+			c.d.errf(at(key), "%s applies to http and https checks only (this one is %s)", key, ck.Type)
+			ok = false
+		}
+	}
+	for key, given := range map[string]bool{"name": c.qname != nil, "qtype": c.qtype != nil, "rcode": c.rcode != nil, "answer": c.answer != nil} {
+		if given && ck.Type != zones.CheckDNS {
+			c.d.errf(at(key), "%s applies to dns checks only (this one is %s)", key, ck.Type)
+			ok = false
+		}
+	}
+	if httpish {
+		if len(c.headers) > 0 {
+			ck.Headers = c.headers
+		}
+		if c.bodyMatch != nil {
+			ck.BodyMatch = *c.bodyMatch
+		}
+	}
+	if ck.Type == zones.CheckDNS {
+		if c.port == nil {
+			ck.Port = 53
+		}
+		ck.QType, ck.RCode = dns.TypeA, dns.RcodeSuccess
+		if c.qtype != nil {
+			ck.QType = *c.qtype
+		}
+		if c.rcode != nil {
+			ck.RCode = *c.rcode
+		}
+		if c.qname == nil {
+			c.d.errf(at("type"), "a dns check needs a name to ask for, e.g. name = \"www.example.com.\"")
+			ok = false
+		} else {
+			ck.QName = *c.qname
+		}
+		if c.answer != nil && c.qname != nil {
+			// The expected RDATA as a record of the asked type parses it
+			// and gives its canonical form ("192.0.2.1", not "192.000.2.1").
+			rr, err := dns.NewRR(ck.QName + " 0 IN " + dns.TypeToString[ck.QType] + " " + *c.answer)
+			if err != nil || rr == nil {
+				c.d.errf(at("answer"), "invalid answer %q for query type %s: want the RDATA of such a record, e.g. \"192.0.2.1\" for A", *c.answer, dns.TypeToString[ck.QType])
+				ok = false
+			} else {
+				ck.Answer = strings.TrimPrefix(rr.String(), rr.Header().String())
+			}
+		}
 	}
 	return ck, ok
 }

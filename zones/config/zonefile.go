@@ -15,7 +15,7 @@ import (
 	"gslbd/zones"
 )
 
-// Defaults of zone files (SPEC §3).
+// Defaults of zone files (docs/configuration.md).
 const (
 	DefaultZoneTTL    = 300
 	DefaultSOARefresh = 3600
@@ -135,9 +135,10 @@ func parseZoneFile(display string, data []byte, mtime time.Time, lookupPool func
 	}
 	z.SOA.Hdr.Ttl = z.TTL
 
-	apex := &zones.Name{Owner: z.Origin, RRs: []dns.RR{z.SOA}}
-	for _, ns := range z.Nameservers {
+	apex := &zones.Name{Owner: z.Origin, RRs: []dns.RR{z.SOA}, Lines: []int{d.pos.lookup([]string{"soa"}).Line}}
+	for i, ns := range z.Nameservers {
 		apex.RRs = append(apex.RRs, &dns.NS{Hdr: dns.RR_Header{Name: z.Origin, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: z.TTL}, Ns: ns})
+		apex.Lines = append(apex.Lines, d.pos.lookup([]string{"nameservers", indexSeg(i)}).Line)
 	}
 	z.Names[z.Origin] = apex
 
@@ -162,6 +163,7 @@ func parseZoneFile(display string, data []byte, mtime time.Time, lookupPool func
 			if owner == z.Origin {
 				// The apex keeps its SOA and NS first.
 				apex.RRs = append(apex.RRs, ns.name.RRs...)
+				apex.Lines = append(apex.Lines, ns.name.Lines...)
 				ns.name = apex
 			} else {
 				z.Names[owner] = ns.name
@@ -375,6 +377,7 @@ func parseName(t *table, z *zones.Zone, owner string, lookupPool func(string) *z
 				continue
 			}
 			ns.name.RRs = append(ns.name.RRs, rr)
+			ns.name.Lines = append(ns.name.Lines, t.d.pos.lookup(ep).Line)
 		}
 	}
 	onlyTTL := true
