@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"gslbd/zones"
 )
 
 // Pacing of the owner goroutine.
@@ -824,6 +826,17 @@ func (a *Assignment) Monitors(key string) []string {
 		return a.all
 	}
 	return a.by[key]
+}
+
+// Filter returns the targets of ts that this node probes, in their order.
+func (a *Assignment) Filter(ts []zones.Target) []zones.Target {
+	var out []zones.Target
+	for _, t := range ts {
+		if a.Probes(t.Key) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // Probes says whether this node probes key.

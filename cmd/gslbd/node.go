@@ -261,14 +261,10 @@ func (n *node) updateProbes() {
 	if n.mon == nil {
 		return
 	}
-	a := n.mesh.Assignment()
-	var ts []zones.Target
-	var keys []string
-	for _, t := range n.snap.Targets {
-		if a.Probes(t.Key) {
-			ts = append(ts, t)
-			keys = append(keys, t.Key)
-		}
+	ts := n.mesh.Assignment().Filter(n.snap.Targets)
+	keys := make([]string, len(ts))
+	for i, t := range ts {
+		keys[i] = t.Key
 	}
 	if n.probing != nil && slices.Equal(keys, n.probing) {
 		return
