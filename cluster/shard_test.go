@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -66,7 +67,7 @@ func (pc *probeCounter) window(d time.Duration) map[string]int {
 	time.Sleep(d) // counting over a fixed window, not synchronising
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	return pc.by
+	return maps.Clone(pc.by)
 }
 
 // TestShardedProbing: monitors with monitors_per_target = 3 (12 in
