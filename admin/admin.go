@@ -47,6 +47,11 @@ type Member struct {
 	Address string `json:"address"`
 	// State is the mesh's word for it: "alive", "suspect", "dead", "left".
 	State string `json:"state"`
+	// Config is the digest of the zones and pools the member announces
+	// ("" when it announces none); ConfigDiffers is set when that differs
+	// from this node's: the two may answer differently.
+	Config        string `json:"config,omitempty"`
+	ConfigDiffers bool   `json:"config_differs,omitempty"`
 }
 
 // Drain is one maintenance switch in force across the mesh.
@@ -71,6 +76,19 @@ type Mesh interface {
 	Drain(pool, site string, addr netip.Addr, on bool) error
 	// Drains lists the drains in force.
 	Drains() []Drain
+}
+
+// ErrConflict marks a Mesh.Drain error where the write could not win over
+// what the mesh already holds; the API answers 409 Conflict.
+var ErrConflict = errors.New("conflict")
+
+// Assigner is implemented by a Mesh that shards probing: which monitors
+// probe a target (health.monitors_per_target).
+type Assigner interface {
+	// Monitors lists the monitors that probe the target now.
+	Monitors(targetKey string) []string
+	// MonitorsPerTarget is K, 0 when every monitor probes every target.
+	MonitorsPerTarget() int
 }
 
 // ProbeState is this node's own latest probe result for one target.

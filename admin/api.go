@@ -244,7 +244,11 @@ func (s *Server) handleDrain(on bool) http.HandlerFunc {
 		}
 		if err := s.opts.Mesh.Drain(req.Pool, req.Site, addr, on); err != nil {
 			s.log.Error("drain failed", "pool", req.Pool, "site", req.Site, "address", req.Address, "on", on, "err", err)
-			writeError(w, http.StatusInternalServerError, "drain %s/%s: %v", req.Pool, req.Site, err)
+			code := http.StatusInternalServerError
+			if errors.Is(err, ErrConflict) {
+				code = http.StatusConflict
+			}
+			writeError(w, code, "drain %s/%s: %v", req.Pool, req.Site, err)
 			return
 		}
 		s.log.Info("drain", "pool", req.Pool, "site", req.Site, "address", req.Address, "on", on, "remote", r.RemoteAddr)

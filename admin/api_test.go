@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"os"
@@ -205,6 +206,13 @@ func TestDrain(t *testing.T) {
 	code, _, body = call(t, "POST", url, testToken, `{"pool":"web","site":"iad"}`)
 	if code != 500 || !strings.Contains(body, "gossip queue full") {
 		t.Errorf("failing mesh = %d %s, want 500 with the cause", code, body)
+	}
+	// A write that cannot win over what the mesh holds is a conflict, so a
+	// script sees that its drain did not take effect.
+	f.mesh.FailDrains(fmt.Errorf("%w: drain clock ahead of this node's clock", ErrConflict))
+	code, _, body = call(t, "DELETE", url, testToken, `{"pool":"web","site":"iad"}`)
+	if code != 409 || !strings.Contains(body, "clock ahead") {
+		t.Errorf("lost write = %d %s, want 409 with the cause", code, body)
 	}
 }
 

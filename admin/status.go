@@ -29,6 +29,14 @@ type Status struct {
 	Zones []string   `json:"zones"`
 	Geo   *GeoStatus `json:"geo,omitempty"`
 
+	// Config is the digest of the zones and pools this node serves (equal
+	// on nodes that load the same files); ConfigDivergent lists the alive
+	// members that announce another.
+	Config          string   `json:"config,omitempty"`
+	ConfigDivergent []string `json:"config_divergent,omitempty"`
+	// MonitorsPerTarget is health.monitors_per_target (0: all monitors).
+	MonitorsPerTarget int `json:"monitors_per_target"`
+
 	Members []Member     `json:"members"`
 	Drains  []Drain      `json:"drains"`
 	Pools   []PoolStatus `json:"pools"`
@@ -46,10 +54,13 @@ type GeoStatus struct {
 
 // PoolStatus is one pool with its sites.
 type PoolStatus struct {
-	Name        string       `json:"name"`
-	Policy      string       `json:"policy"`
-	Answers     int          `json:"answers"`
-	TTL         uint32       `json:"ttl"`
+	Name    string `json:"name"`
+	Policy  string `json:"policy"`
+	Answers int    `json:"answers"`
+	TTL     uint32 `json:"ttl"`
+	// CurrentTTL is the TTL answers carry now: min_ttl while an address
+	// is down or its monitors disagree (health-aware TTL), else ttl.
+	CurrentTTL  uint32       `json:"current_ttl"`
 	Affinity    string       `json:"affinity"`
 	WhenAllDown string       `json:"when_all_down"`
 	Fallback    string       `json:"fallback,omitempty"`
@@ -88,6 +99,9 @@ type AddressStatus struct {
 	Eligible bool `json:"eligible"`
 	// Votes maps each monitor with a fresh report to "up" or "down".
 	Votes map[string]string `json:"votes"`
+	// Monitors are the monitors that probe this target now (all of them
+	// unless health.monitors_per_target is set).
+	Monitors []string `json:"monitors,omitempty"`
 	// Reason, LatencyMS and CheckedAt are this node's own last probe.
 	Reason    string    `json:"reason,omitempty"`
 	LatencyMS float64   `json:"latency_ms,omitempty"`
@@ -126,6 +140,17 @@ func (s *Server) Status() *Status {
 	}
 	st.ConfigLoadedAt = v.Snap.LoadedAt
 	st.Warnings = v.Snap.Warnings
+	st.Config = v.Snap.ConfigDigest
+	for i := range st.Members {
+		m := &st.Members[i]
+		if m.Name != st.Node && m.State == "alive" && m.Config != st.Config {
+			m.ConfigDiffers = true
+			st.ConfigDivergent = append(st.ConfigDivergent, m.Name)
+		}
+	}
+	if asg, ok := s.opts.Mesh.(Assigner); ok {
+		st.MonitorsPerTarget = asg.MonitorsPerTarget()
+	}
 	for _, z := range v.Snap.Zones {
 		st.Zones = append(st.Zones, z.Origin)
 	}
@@ -151,6 +176,7 @@ func (s *Server) Status() *Status {
 			Policy:      policyName(p.Policy),
 			Answers:     p.Answers,
 			TTL:         p.TTL,
+			CurrentTTL:  v.TTL(p),
 			Affinity:    affinityName(p.Affinity),
 			WhenAllDown: allDownName(p.WhenAllDown),
 			Check:       checkString(p.Check),
@@ -193,6 +219,9 @@ func (s *Server) Status() *Status {
 					for mon, up := range s.opts.Mesh.Votes(key) {
 						as.Votes[mon] = verdict(up)
 					}
+				}
+				if asg, ok := s.opts.Mesh.(Assigner); ok {
+					as.Monitors = asg.Monitors(key)
 				}
 				if ps, ok := probes[key]; ok {
 					as.Reason = ps.Reason

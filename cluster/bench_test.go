@@ -1,14 +1,18 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // BenchmarkMesh50 simulates a 50-node mesh on profile local, every node a
@@ -119,4 +123,106 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// mergeMesh is a mesh (not started: no sockets) holding the state of
+// mons monitors with a report on each of targets targets, all confirmed,
+// as a node of such a mesh holds it.
+func mergeMesh(b *testing.B, mons, targets int) (*Mesh, []string, []string) {
+	m, err := New(Options{Name: "bench", Bind: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]string, targets)
+	iv := make(map[string]time.Duration, targets)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("10.%d.%d.%d|http:80/healthz", i>>16, i>>8&255, i&255)
+		iv[keys[i]] = 5 * time.Second
+	}
+	m.SetTargets(iv)
+	names := make([]string, mons)
+	meta, _ := jsonMeta(true)
+	for i := range names {
+		names[i] = fmt.Sprintf("mon-%03d", i)
+		(*events)(m).NotifyJoin(&memberlist.Node{Name: names[i], Addr: []byte{127, 0, 0, 1}, Port: uint16(20000 + i), Meta: meta})
+	}
+	m.process()
+	now := time.Now()
+	seq := uint64(now.UnixMicro())
+	m.mu.Lock()
+	for _, mon := range names {
+		for _, k := range keys {
+			m.putEntry(mon, k, entry{Seq: seq, Up: true, Reason: "200"}, now)
+		}
+		m.confirm(mon, m.st.monitors[mon], now)
+	}
+	m.mu.Unlock()
+	return m, names, keys
+}
+
+// BenchmarkMerge200x10k is the owner's cost of merging one report that
+// is new (a monitor's change on one target) on a node that holds 200
+// monitors × 10,000 targets: decoding, the merge, the tally and the relay.
+// After the loop it measures, with the owner goroutine running, the time
+// from a deciding report's arrival (NotifyMsg) to the published verdict.
+// Run: go test -run '^$' -bench Merge200x10k -benchtime 200000x ./cluster
+func BenchmarkMerge200x10k(b *testing.B) {
+	const mons, targets = 200, 10_000
+	m, names, keys := mergeMesh(b, mons, targets)
+	d := (*delegate)(m)
+	seq := uint64(time.Now().UnixMicro()) + 1
+	const chunk = 4096
+	var msgs [][]byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if i%chunk == 0 {
+			b.StopTimer()
+			msgs = msgs[:0]
+			for j := range chunk {
+				n := i + j
+				msgs = append(msgs, encode(msgReport, wireReport{M: names[n%mons], E: wireEntry{K: keys[(n/mons)%targets], S: seq + uint64(n), U: n%3 != 0, R: "flip"}}))
+			}
+			// The relay queue would grow without gossip to empty it.
+			m.broadcasts.Prune(0)
+			b.StartTimer()
+		}
+		d.NotifyMsg(msgs[i%chunk])
+		m.process()
+	}
+	b.StopTimer()
+
+	// Report to published view: on key 0, 100 of the 200 monitors say
+	// down (not more than half: up); names[100] decides every flip.
+	m.mu.Lock()
+	k := keys[0]
+	s := uint64(time.Now().UnixMicro()) + uint64(b.N) + 10
+	for i, mon := range names {
+		m.putEntry(mon, k, entry{Seq: s, Up: i >= 100}, time.Now())
+	}
+	m.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	m.wg.Add(1)
+	go m.owner(ctx)
+	var took []time.Duration
+	for i := range 40 {
+		down := i%2 == 0
+		s++
+		msg := encode(msgReport, wireReport{M: names[100], E: wireEntry{K: k, S: s, U: !down}})
+		time.Sleep(2 * publishEvery) // apart from the previous publish, not a synchronisation
+		start := time.Now()
+		d.NotifyMsg(msg)
+		for m.Health().Down(k) != down {
+			if time.Since(start) > 5*time.Second {
+				b.Fatalf("flip %d: verdict not published", i)
+			}
+			runtime.Gosched()
+		}
+		took = append(took, time.Since(start))
+	}
+	cancel()
+	m.wg.Wait()
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds()), "report-to-view-p50-µs")
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "report-to-view-p99-µs")
 }

@@ -242,10 +242,11 @@ func (m *Mesh) prepareDrain(buf []byte) (func(time.Time), error) {
 		return nil, err
 	}
 	return func(time.Time) {
-		if v.On && m.now().Sub(clockTime(v.Clock)) > m.opts.Retention {
-			// News older than the retention is stale: its undrain may
-			// already be reaped here, and taking it would bring the drain
-			// back. Drains that old travel in push/pull only.
+		if v.On && m.now().Sub(clockTime(v.Clock)) > m.opts.Retention/2 {
+			// News older than half the retention is stale: its undrain may
+			// be reaped soon, and taking the drain from a late relay could
+			// bring it back after that. Drains that old travel in push/pull
+			// only, which carries the undrain too while it is kept.
 			return
 		}
 		if m.applyDrain(k, v) {

@@ -163,7 +163,20 @@ func (ft *faultTransport) Shutdown() error {
 	ft.closed = true
 	ft.mu.Unlock()
 	close(ft.done)
+	// forward is gone: drain what the UDP listener still hands over, or
+	// it blocks and NetTransport.Shutdown waits for it for ever.
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ft.nt.PacketCh():
+			case <-stop:
+				return
+			}
+		}
+	}()
 	err := ft.nt.Shutdown()
+	close(stop)
 	ft.wg.Wait()
 	return err
 }

@@ -237,6 +237,7 @@ type Mesh struct {
 	live        map[string]bool     // monitors whose reports count
 	tallies     map[string]*tally   // by target key
 	down        map[string]struct{} // verdicts down
+	disputed    map[string]struct{} // targets whose counted monitors disagree
 	assigned    map[string][]string // K > 0: target key → its monitors
 	dirty       bool                // down or drains changed since the last publish
 	assignDirty bool                // live monitors or assignments changed since
@@ -287,6 +288,7 @@ func New(opts Options) (*Mesh, error) {
 		live:      map[string]bool{},
 		tallies:   map[string]*tally{},
 		down:      map[string]struct{}{},
+		disputed:  map[string]struct{}{},
 		assigned:  map[string][]string{},
 	}
 	m.in.wake = make(chan struct{}, 1)
@@ -758,11 +760,21 @@ const minWindow = 5 * time.Second
 
 // health is an immutable verdict and drain snapshot.
 type health struct {
-	down    map[string]struct{}
-	drained map[drainKey]struct{}
+	down     map[string]struct{}
+	disputed map[string]struct{}
+	drained  map[drainKey]struct{}
 }
 
-var _ zones.Health = (*health)(nil)
+var (
+	_ zones.Health   = (*health)(nil)
+	_ zones.Disputer = (*health)(nil)
+)
+
+// Disputed says whether the monitors counted on key disagree.
+func (h *health) Disputed(key string) bool {
+	_, ok := h.disputed[key]
+	return ok
+}
 
 func (h *health) Down(key string) bool {
 	_, ok := h.down[key]

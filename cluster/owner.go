@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"gslbd/zones"
 )
 
 // Pacing of the owner goroutine.
@@ -265,8 +267,17 @@ func (m *Mesh) setCounted(ms *monitorState, key string, r *record, want bool) {
 		t.down += d
 	}
 	isDown := 2*t.down > t.n
+	disputed := t.down > 0 && t.down < t.n
 	if t.n == 0 {
 		delete(m.tallies, key)
+	}
+	if _, was := m.disputed[key]; was != disputed {
+		if disputed {
+			m.disputed[key] = struct{}{}
+		} else {
+			delete(m.disputed, key)
+		}
+		m.dirty = true
 	}
 	if _, was := m.down[key]; was != isDown {
 		if isDown {
@@ -362,14 +373,14 @@ func (m *Mesh) publish(now time.Time) time.Duration {
 	changed := false
 	if m.dirty {
 		m.dirty = false
-		h := &health{down: maps.Clone(m.down), drained: map[drainKey]struct{}{}}
+		h := &health{down: maps.Clone(m.down), disputed: maps.Clone(m.disputed), drained: map[drainKey]struct{}{}}
 		for k, v := range m.st.drains {
 			if v.On {
 				h.drained[k] = struct{}{}
 			}
 		}
 		old := m.health.Load()
-		if !maps.Equal(old.down, h.down) || !maps.Equal(old.drained, h.drained) {
+		if !maps.Equal(old.down, h.down) || !maps.Equal(old.disputed, h.disputed) || !maps.Equal(old.drained, h.drained) {
 			m.health.Store(h)
 			m.log.Debug("verdicts changed", "down", len(h.down), "drains", len(h.drained))
 			changed = true
@@ -818,6 +829,17 @@ func (a *Assignment) Monitors(key string) []string {
 		return a.all
 	}
 	return a.by[key]
+}
+
+// Filter returns the targets of ts that this node probes, in their order.
+func (a *Assignment) Filter(ts []zones.Target) []zones.Target {
+	var out []zones.Target
+	for _, t := range ts {
+		if a.Probes(t.Key) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // Probes says whether this node probes key.

@@ -5,8 +5,8 @@ import (
 	"io"
 	"math"
 	"net/netip"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 

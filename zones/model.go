@@ -44,6 +44,10 @@ type Snapshot struct {
 
 	// Files lists every file read, with a one-line summary, for `gslbd check`.
 	Files []FileSummary
+	// ConfigDigest identifies the zones and pools loaded: a hash of each
+	// zone and pool file's name and content, equal on every node that
+	// loads the same files. Nodes gossip it to show configuration drift.
+	ConfigDigest string
 	// Warnings are problems that do not stop the load (a pool no zone uses).
 	Warnings []string
 
@@ -123,11 +127,14 @@ const (
 
 // Pool is one table of a pool file.
 type Pool struct {
-	Name        string
-	File        string
-	Policy      Policy
-	Answers     int
-	TTL         uint32
+	Name    string
+	File    string
+	Policy  Policy
+	Answers int
+	TTL     uint32
+	// MinTTL is the TTL of answers while an address of the pool is down or
+	// its monitors disagree (health-aware TTL); 0 means TTL/4.
+	MinTTL      uint32
 	Affinity    Affinity
 	WhenAllDown AllDown
 	Fallback    *Pool // set when WhenAllDown == AllDownFallback

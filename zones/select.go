@@ -364,7 +364,7 @@ func (v *View) run(p *Pool, qtype uint16, c Client, dst []netip.Addr, tr *Trace)
 		if tr != nil {
 			tr.Notef("type %s is not A or AAAA: the pool does not answer it", dns.TypeToString[qtype])
 		}
-		return Result{Addrs: dst[:0], TTL: p.TTL, NoData: true, Pool: p}
+		return Result{Addrs: dst[:0], TTL: v.pools[p.sel.seq].ttl, NoData: true, Pool: p}
 	}
 	q := query{fam: fam, addr: c.Addr}
 	if q.addr.Is4In6() {
@@ -388,10 +388,13 @@ func (v *View) run(p *Pool, qtype uint16, c Client, dst []netip.Addr, tr *Trace)
 
 // selectPool chooses the answer of one pool; tr is nil on the hot path.
 func (v *View) selectPool(p *Pool, q *query, dst []netip.Addr, tr *Trace, depth int) Result {
-	r := Result{Addrs: dst[:0], TTL: p.TTL, Pool: p}
+	r := Result{Addrs: dst[:0], TTL: v.pools[p.sel.seq].ttl, Pool: p}
 	var pt *PoolTrace
 	if tr != nil {
 		pt = tr.addPool(v, p, q)
+		if r.TTL < p.TTL {
+			tr.Notef("pool %s answers with its min_ttl %d instead of ttl %d: an address is down or its monitors disagree (health-aware TTL)", p.Name, r.TTL, p.TTL)
+		}
 	}
 	if !p.sel.has[q.fam] {
 		r.NoData = true

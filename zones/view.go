@@ -39,6 +39,16 @@ type siteView struct {
 type poolView struct {
 	n     [2][2]int
 	sites [2][2]int
+	// ttl is the pool's answer TTL in this view: MinTTL while one of its
+	// addresses is down or disputed, else TTL (see NewView).
+	ttl uint32
+}
+
+// Disputer is implemented by Health values that know when the monitors of
+// a target disagree: a change is under way (a backend failing for some
+// monitors, or coming back).
+type Disputer interface {
+	Disputed(targetKey string) bool
 }
 
 // NewView computes the per-address state of s from h. A nil h means every
@@ -61,8 +71,40 @@ func NewView(s *Snapshot, h Health) *View {
 		}
 	}
 	v.prepareSites()
+	v.prepareTTLs(h)
 	return v
 }
+
+// prepareTTLs sets each pool's answer TTL. Health-aware TTL, as gdnsd
+// does it: while an address of the pool is down, or its monitors disagree
+// about it, answers carry the pool's min_ttl instead of its ttl, so that
+// resolvers ask again soon and clients come back to a recovered address
+// (or leave a failing one) sooner; when every address is up and every
+// monitor agrees, answers carry the full ttl. Drains do not lower it: an
+// operator's drain is not a change that is about to end by itself.
+func (v *View) prepareTTLs(h Health) {
+	d, _ := h.(Disputer)
+	s := v.Snap
+	for _, p := range s.PoolList {
+		pv := &v.pools[p.sel.seq]
+		pv.ttl = p.TTL
+		low := p.MinTTL
+		if low == 0 {
+			low = p.TTL / 4
+		}
+		for _, site := range p.Sites {
+			for _, a := range site.Addrs {
+				if v.down[a.Index] || (d != nil && d.Disputed(s.Targets[a.Target].Key)) {
+					pv.ttl = min(low, p.TTL)
+				}
+			}
+		}
+	}
+}
+
+// TTL is the TTL of p's answers in this view (health-aware: see
+// prepareTTLs).
+func (v *View) TTL(p *Pool) uint32 { return v.pools[p.sel.seq].ttl }
 
 // prepareSites splits every site's addresses into the eligible and the
 // non-drained ones per family, sharing one backing array.

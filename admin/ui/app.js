@@ -148,6 +148,7 @@
       h("span", {class: "ip"}, a.address),
       h("span", {class: "states"}, pill(a.verdict), a.drained ? pill("drained") : null),
       votes(a),
+      a.monitors && a.monitors.length ? h("span", {class: "monitors muted", title: "monitors that probe this target"}, "probed by " + a.monitors.join(", ")) : null,
       a.reason || a.latency_ms ? h("span", {class: "reason"},
         a.reason || "", a.latency_ms ? " (" + a.latency_ms.toFixed(1) + " ms)" : "",
         a.checked_at ? " · " + ago(a.checked_at) : "") : null);
@@ -171,7 +172,8 @@
   }
 
   function poolCard(p) {
-    const meta = [p.policy, p.answers + (p.answers === 1 ? " answer" : " answers"), "ttl " + p.ttl, "check " + p.check];
+    const ttl = p.current_ttl !== undefined && p.current_ttl !== p.ttl ? "ttl " + p.current_ttl + " (health-aware, normally " + p.ttl + ")" : "ttl " + p.ttl;
+    const meta = [p.policy, p.answers + (p.answers === 1 ? " answer" : " answers"), ttl, "check " + p.check];
     if (p.affinity !== "none") meta.push("affinity " + p.affinity);
     meta.push("all down: " + p.when_all_down + (p.fallback ? " → " + p.fallback : ""));
     return h("section", {class: "card pool", "data-pool": p.name},
@@ -183,13 +185,16 @@
     const rows = st.members.map(m => h("tr", {class: "member " + m.state},
       h("td", {}, m.name, m.name === st.node ? h("span", {class: "muted"}, " (this node)") : null),
       h("td", {class: "mono"}, m.address),
-      h("td", {}, pill(m.state === "alive" ? "up" : (m.state === "left" ? "drained" : "down"), m.state))));
+      h("td", {}, pill(m.state === "alive" ? "up" : (m.state === "left" ? "drained" : "down"), m.state)),
+      h("td", {class: "mono config"}, m.config || "-", m.config_differs ? h("span", {}, " ", pill("down", "differs")) : null)));
     const drains = st.drains.length === 0 ? h("p", {class: "muted"}, "no drains through the API") :
       h("ul", {class: "drains"}, st.drains.map(d => h("li", {}, pill("drained"), " ", d.pool + " / " + d.site + (d.address ? " / " + d.address : ""))));
     return h("section", {class: "card mesh", "aria-label": "mesh"},
       h("h2", {}, "Mesh"),
       st.members.length === 0 ? h("p", {class: "muted"}, "no mesh members known") :
-        h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "member"), h("th", {}, "address"), h("th", {}, "state"))), h("tbody", {}, rows)),
+        h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "member"), h("th", {}, "address"), h("th", {}, "state"), h("th", {}, "config"))), h("tbody", {}, rows)),
+      (st.config_divergent || []).length ? h("p", {class: "divergent bad"}, "serving a different configuration than this node (" + st.config + "): " + st.config_divergent.join(", ")) : null,
+      st.monitors_per_target ? h("p", {class: "muted"}, "each target is probed by " + st.monitors_per_target + " monitors (health.monitors_per_target)") : null,
       h("h2", {}, "Drains"), drains);
   }
 

@@ -22,15 +22,27 @@ func (a meshAdapter) Members() []admin.Member {
 	ms := a.m.Members()
 	out := make([]admin.Member, len(ms))
 	for i, m := range ms {
-		out[i] = admin.Member{Name: m.Name, Address: m.Addr, State: m.State}
+		out[i] = admin.Member{Name: m.Name, Address: m.Addr, State: m.State, Config: m.Config}
 	}
 	return out
 }
 
 func (a meshAdapter) Votes(key string) map[string]bool { return a.m.Votes(key) }
 
+var _ admin.Assigner = meshAdapter{}
+
+func (a meshAdapter) Monitors(key string) []string { return a.m.Assignment().Monitors(key) }
+
+func (a meshAdapter) MonitorsPerTarget() int { return a.m.Assignment().K() }
+
 func (a meshAdapter) Drain(pool, site string, addr netip.Addr, on bool) error {
-	return a.m.Drain(pool, site, addr, on)
+	if err := a.m.Drain(pool, site, addr, on); err != nil {
+		if errors.Is(err, cluster.ErrDrainLost) {
+			return fmt.Errorf("%w: %w", admin.ErrConflict, err)
+		}
+		return err
+	}
+	return nil
 }
 
 func (a meshAdapter) Drains() []admin.Drain {

@@ -196,18 +196,36 @@ func printStatus(w io.Writer, st *admin.Status) {
 	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE")
+	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE\tCONFIG")
 	if len(st.Members) == 0 {
-		fmt.Fprintln(tw, "-\t-\tno mesh")
+		fmt.Fprintln(tw, "-\t-\tno mesh\t-")
 	}
 	for _, m := range st.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", termSafe(m.Name), termSafe(m.Address), termSafe(m.State))
+		cfg := termSafe(m.Config)
+		if cfg == "" {
+			cfg = "-"
+		}
+		if m.ConfigDiffers {
+			cfg += " DIFFERS"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", termSafe(m.Name), termSafe(m.Address), termSafe(m.State), cfg)
 	}
 	tw.Flush()
+	if len(st.ConfigDivergent) > 0 {
+		fmt.Fprintf(w, "WARNING: %s serve a configuration different from this node's (%s): their answers may differ\n", termSafe(strings.Join(st.ConfigDivergent, ", ")), termSafe(st.Config))
+	}
 	fmt.Fprintln(w)
 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "POOL\tSITE\tADDRESS\tVERDICT\tDRAINED\tVOTES\tREASON")
+	if st.MonitorsPerTarget > 0 {
+		fmt.Fprintf(w, "each target is probed by %d monitors (PROBED BY)\n\n", st.MonitorsPerTarget)
+	}
+	sharded := st.MonitorsPerTarget > 0
+	if sharded {
+		fmt.Fprintln(tw, "POOL\tSITE\tADDRESS\tVERDICT\tDRAINED\tVOTES\tPROBED BY\tREASON")
+	} else {
+		fmt.Fprintln(tw, "POOL\tSITE\tADDRESS\tVERDICT\tDRAINED\tVOTES\tREASON")
+	}
 	for _, p := range st.Pools {
 		for _, s := range p.Sites {
 			if len(s.Addresses) == 0 {
@@ -224,6 +242,10 @@ func printStatus(w io.Writer, st *admin.Status) {
 				reason := termSafe(a.Reason)
 				if reason == "" {
 					reason = "-"
+				}
+				if sharded {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, s.Name, a.Address, a.Verdict, drained, votesString(a.Votes), termSafe(strings.Join(a.Monitors, ",")), reason)
+					continue
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, s.Name, a.Address, a.Verdict, drained, votesString(a.Votes), reason)
 			}

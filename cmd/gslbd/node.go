@@ -47,7 +47,10 @@ type node struct {
 
 	mu   sync.Mutex // serialises swapping the snapshot and publishing views
 	snap *zones.Snapshot
-	view atomic.Pointer[zones.View]
+	// probing is the target keys the monitor was last given (nil: none
+	// yet for this snapshot).
+	probing []string
+	view    atomic.Pointer[zones.View]
 
 	// loader keeps the geo database between reloads while its file is
 	// unchanged. reloadMu serialises reloads (SIGHUP and the admin API);
@@ -117,6 +120,10 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 		Monitor:    cfg.Health.Probe,
 		Logger:     log,
 		Registerer: n.reg,
+
+		MonitorsPerTarget: cfg.Health.MonitorsPerTarget,
+		ReconnectInterval: cfg.Cluster.ReconnectInterval,
+		Retention:         cfg.Cluster.Retention,
 	})
 	if err != nil {
 		return nil, err
@@ -245,10 +252,33 @@ func (n *node) applyTargets() {
 		intervals[t.Key] = t.Check.Interval
 	}
 	n.mesh.SetTargets(intervals)
+	n.mesh.SetConfigDigest(n.snap.ConfigDigest)
 	if n.mon != nil {
-		n.mon.Update(n.snap.Targets)
 		n.feed.SetSnapshot(n.snap)
 	}
+	n.probing = nil // a new snapshot: hand the monitor its targets anew
+	n.updateProbes()
+}
+
+// updateProbes gives the monitor the targets the mesh assigns to this
+// node: all of them, or with health.monitors_per_target = K the ones this
+// node ranks among the K for. It runs after every mesh change, so when a
+// monitor dies its targets start being probed elsewhere at once. Callers
+// hold n.mu.
+func (n *node) updateProbes() {
+	if n.mon == nil {
+		return
+	}
+	ts := n.mesh.Assignment().Filter(n.snap.Targets)
+	keys := make([]string, len(ts))
+	for i, t := range ts {
+		keys[i] = t.Key
+	}
+	if n.probing != nil && slices.Equal(keys, n.probing) {
+		return
+	}
+	n.probing = append([]string{}, keys...)
+	n.mon.Update(ts)
 }
 
 // compile builds the DNS wire table of snap ahead of the swap, so that a
@@ -388,6 +418,7 @@ func (n *node) loop(ctx context.Context, hup <-chan os.Signal) {
 			return
 		case <-changes:
 			n.mu.Lock()
+			n.updateProbes()
 			n.publish()
 			n.mu.Unlock()
 		case <-hup:

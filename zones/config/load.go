@@ -7,6 +7,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
@@ -86,6 +88,11 @@ func geoKey(cfg *NodeConfig) string {
 
 func load(cfg *NodeConfig, ld *Loader) (*zones.Snapshot, error) {
 	l := &loader{cfg: cfg, pools: map[string]*poolSrc{}}
+	digest := sha256.New()
+	hashFile := func(kind, path string, data []byte) {
+		fmt.Fprintf(digest, "%s %s %d\n", kind, filepath.Base(path), len(data))
+		digest.Write(data)
+	}
 	s := &zones.Snapshot{Pools: map[string]*zones.Pool{}, LoadedAt: time.Now()}
 	if cfg.display == "" {
 		cfg.display = displayName(cfg.Path)
@@ -99,6 +106,7 @@ func load(cfg *NodeConfig, ld *Loader) (*zones.Snapshot, error) {
 		if !ok {
 			continue
 		}
+		hashFile("pool", f, data)
 		srcs := parsePoolFile(displayName(f), data, &l.errs)
 		l.addPools(srcs)
 		s.Files = append(s.Files, zones.FileSummary{Path: displayName(f), Summary: poolsSummary(srcs)})
@@ -119,6 +127,7 @@ func load(cfg *NodeConfig, ld *Loader) (*zones.Snapshot, error) {
 		if !ok {
 			continue
 		}
+		hashFile("zone", f, data)
 		zs := parseZoneFile(displayName(f), data, fi.ModTime(), lookup, names, &l.errs, &s.Warnings)
 		if zs == nil {
 			continue
@@ -169,6 +178,7 @@ func load(cfg *NodeConfig, ld *Loader) (*zones.Snapshot, error) {
 	if err := joinErrors(l.errs); err != nil {
 		return nil, err
 	}
+	s.ConfigDigest = hex.EncodeToString(digest.Sum(nil)[:8])
 	if err := s.Prepare(); err != nil {
 		return nil, fmt.Errorf("load: prepare answer selection: %w", err)
 	}

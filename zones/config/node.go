@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // NodeConfig is gslbd.toml (docs/configuration.md), decoded strictly, defaults applied,
 // relative paths resolved against the file's directory.
 type NodeConfig struct {
@@ -82,6 +84,9 @@ type HealthSection struct {
 	// ExternalFile is the watched external health file (resolved to an
 	// absolute path); "" for none. It need not exist yet.
 	ExternalFile string
+	// MonitorsPerTarget is how many monitors probe each target, chosen by
+	// rendezvous hashing over the live monitors; 0 (default) means all.
+	MonitorsPerTarget int
 }
 
 type ClusterSection struct {
@@ -92,6 +97,12 @@ type ClusterSection struct {
 	SecretFile string // resolved to an absolute path
 	// Label isolates clusters that share a network (memberlist Label).
 	Label string
+	// ReconnectInterval is how often failed members and the join list are
+	// tried again (default 5 s), so that a healed partition rejoins.
+	ReconnectInterval time.Duration
+	// Retention is how long monitors, members, drains and report
+	// tombstones dead, gone or withdrawn are kept (default 24 h).
+	Retention time.Duration
 }
 
 type AdminSection struct {

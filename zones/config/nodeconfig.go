@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"gslbd/zones"
 )
@@ -25,11 +26,16 @@ const (
 	DefaultRRLIPv4Prefix  = 24
 	DefaultRRLIPv6Prefix  = 56
 	DefaultClusterBind    = "127.0.0.1:7946"
-	DefaultProfile        = "wan"
-	DefaultAdminListen    = "127.0.0.1:8053"
-	DefaultSampleRate     = 0.01
-	DefaultZonesDir       = "zones"
-	DefaultPoolsDir       = "pools"
+	// DefaultReconnectInterval and DefaultRetention match cluster's.
+	DefaultReconnectInterval = 5 * time.Second
+	DefaultRetention         = 24 * time.Hour
+	// MaxMonitorsPerTarget bounds health.monitors_per_target.
+	MaxMonitorsPerTarget = 1000
+	DefaultProfile       = "wan"
+	DefaultAdminListen   = "127.0.0.1:8053"
+	DefaultSampleRate    = 0.01
+	DefaultZonesDir      = "zones"
+	DefaultPoolsDir      = "pools"
 )
 
 // Continents are the two-letter continent codes GeoIP databases use.
@@ -191,10 +197,12 @@ func parseNodeConfig(display, abs string, data []byte, errs *[]*Error) *NodeConf
 			}
 			cfg.Health.ExternalFile = resolve(cfg.Health.ExternalFile)
 		}
-		t.done("probe", "external_file")
+		t.intVal("monitors_per_target", 0, MaxMonitorsPerTarget, &cfg.Health.MonitorsPerTarget)
+		t.done("probe", "external_file", "monitors_per_target")
 	}
 
-	cfg.Cluster = ClusterSection{Bind: DefaultClusterBind, Profile: DefaultProfile, Join: []string{}}
+	cfg.Cluster = ClusterSection{Bind: DefaultClusterBind, Profile: DefaultProfile, Join: []string{},
+		ReconnectInterval: DefaultReconnectInterval, Retention: DefaultRetention}
 	if t := root.sub("cluster"); t != nil {
 		if t.str("bind", &cfg.Cluster.Bind) {
 			if _, err := parseListen(cfg.Cluster.Bind); err != nil {
@@ -220,7 +228,11 @@ func parseNodeConfig(display, abs string, data []byte, errs *[]*Error) *NodeConf
 			cfg.Cluster.SecretFile = checkFile(t, "secret_file", resolve(cfg.Cluster.SecretFile), checkSecret)
 		}
 		t.str("label", &cfg.Cluster.Label)
-		t.done("bind", "advertise", "join", "profile", "secret_file", "label")
+		t.duration("reconnect_interval", &cfg.Cluster.ReconnectInterval)
+		if t.duration("retention", &cfg.Cluster.Retention) && cfg.Cluster.Retention < time.Minute {
+			t.errf("retention", "retention %v is too short: want at least 1m (tombstones must outlive many push/pull rounds)", cfg.Cluster.Retention)
+		}
+		t.done("bind", "advertise", "join", "profile", "secret_file", "label", "reconnect_interval", "retention")
 	}
 	if ap, err := parseListen(cfg.Cluster.Bind); err == nil && !ap.Addr().IsLoopback() && cfg.Cluster.SecretFile == "" {
 		d.errf([]string{"cluster", "bind"}, "bind address %s is not loopback: set cluster.secret_file (a key from `gslbd keygen`) so the mesh is encrypted", cfg.Cluster.Bind)

@@ -28,7 +28,7 @@ const (
 )
 
 var (
-	poolKeys  = []string{"policy", "answers", "ttl", "affinity", "when_all_down", "fallback", "check", "sites", "default_order"}
+	poolKeys  = []string{"policy", "answers", "ttl", "min_ttl", "affinity", "when_all_down", "fallback", "check", "sites", "default_order"}
 	siteKeys  = []string{"name", "lat", "lon", "countries", "continents", "weight", "priority", "drained", "addresses", "check"}
 	checkKeys = []string{"type", "port", "path", "host", "expect", "interval", "timeout", "rise", "fall", "tls_skip_verify",
 		"headers", "body_match", "name", "qtype", "rcode", "answer"}
@@ -512,6 +512,9 @@ func parsePool(d *doc, name string, t *table) *poolSrc {
 	}
 	t.intVal("answers", 1, MaxAnswers, &p.Answers)
 	t.u32("ttl", 0, 1<<31-1, &p.TTL)
+	if t.u32("min_ttl", 1, 1<<31-1, &p.MinTTL) && p.MinTTL > p.TTL {
+		t.errf("min_ttl", "min_ttl %d is above ttl %d: want 1..%d", p.MinTTL, p.TTL, p.TTL)
+	}
 	if t.str("affinity", &s) {
 		switch s {
 		case "none":
