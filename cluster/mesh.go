@@ -204,7 +204,10 @@ type Mesh struct {
 	// their bounds (tests replace it).
 	now func() time.Time
 
-	ml         atomic.Pointer[memberlist.Memberlist]
+	ml atomic.Pointer[memberlist.Memberlist]
+	// addr is the advertised address, kept apart because memberlist
+	// rewrites its local Node in place on UpdateNode (meta changes).
+	addr       atomic.Pointer[string]
 	broadcasts *memberlist.TransmitLimitedQueue // reports, drains, leave notices
 	digests    *memberlist.TransmitLimitedQueue
 	numAlive   atomic.Int64
@@ -430,6 +433,8 @@ func (m *Mesh) Start(ctx context.Context) error {
 	}
 	m.ml.Store(ml)
 	self := ml.LocalNode()
+	selfAddr := self.Address()
+	m.addr.Store(&selfAddr)
 	m.log.Info("mesh started", "node", m.opts.Name, "addr", self.Address(), "profile", m.opts.Profile, "monitor", m.opts.Monitor, "encrypted", len(m.opts.SecretKey) > 0, "monitors_per_target", m.opts.MonitorsPerTarget)
 
 	peers := m.peers(self.Address())
@@ -529,8 +534,8 @@ func (m *Mesh) Shutdown() error {
 
 // Addr is the address this node advertises ("ip:port"), once started.
 func (m *Mesh) Addr() string {
-	if ml := m.ml.Load(); ml != nil {
-		return ml.LocalNode().Address()
+	if a := m.addr.Load(); a != nil {
+		return *a
 	}
 	return ""
 }
