@@ -95,62 +95,14 @@ func TestDNSSECCommands(t *testing.T) {
 // a validated answer when good is set).
 func validatingUnbound(t *testing.T, gslbdAddr string, anchors []*dnssec.Key, good bool) string {
 	t.Helper()
-	unbound := requireTool(t, "unbound")
-	dir := t.TempDir()
-	port := freePort(t, "127.0.0.1", true)
-	_, gport, _ := net.SplitHostPort(gslbdAddr)
 	var ta strings.Builder
+	ta.WriteString("\tval-log-level: 2\n\tmodule-config: \"validator iterator\"\n")
 	for _, k := range anchors {
 		if k.SEP() {
 			fmt.Fprintf(&ta, "\ttrust-anchor: \"%s DNSKEY %d %d %d %s\"\n", k.DNSKEY.Hdr.Name, k.DNSKEY.Flags, k.DNSKEY.Protocol, k.DNSKEY.Algorithm, k.DNSKEY.PublicKey)
 		}
 	}
-	conf := fmt.Sprintf(`server:
-	interface: 127.0.0.1@%d
-	port: %d
-	access-control: 127.0.0.0/8 allow
-	do-daemonize: no
-	use-syslog: no
-	logfile: ""
-	chroot: ""
-	username: ""
-	directory: %q
-	pidfile: %q
-	verbosity: 1
-	val-log-level: 2
-	local-zone: "test." nodefault
-	do-ip6: no
-	do-not-query-localhost: no
-	module-config: "validator iterator"
-	qname-minimisation: no
-	harden-referral-path: no
-	target-fetch-policy: "0 0 0 0 0"
-%sstub-zone:
-	name: "gslb.test."
-	stub-addr: 127.0.0.1@%s
-forward-zone:
-	name: "."
-	forward-addr: 127.0.0.1@1
-remote-control:
-	control-enable: no
-`, port, port, dir, filepath.Join(dir, "unbound.pid"), ta.String(), gport)
-	confPath := filepath.Join(dir, "unbound.conf")
-	writeFile(t, confPath, conf)
-	ctx, cancel := context.WithCancel(context.Background())
-	ub := exec.CommandContext(ctx, unbound, "-d", "-c", confPath)
-	log := &syncBuffer{}
-	ub.Stdout, ub.Stderr = log, log
-	if err := ub.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = ub.Wait()
-		if t.Failed() {
-			t.Logf("unbound log:\n%s", tail(log.String(), 40))
-		}
-	})
+	port := startUnbound(t, gslbdAddr, ta.String())
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	eventually(t, 15*time.Second, "unbound answers", func() bool {
 		r, err := askDO(addr, "static.gslb.test.", dns.TypeA)

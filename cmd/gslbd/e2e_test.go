@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,60 +174,10 @@ func TestCheckCommand(t *testing.T) {
 // the client's subnet to gslbd (ECS), and the client gets its nearest site.
 // unbound talks only to loopback: the root is forwarded to a closed port.
 func TestThroughUnbound(t *testing.T) {
-	unbound := requireTool(t, "unbound")
 	dig := requireTool(t, "dig")
 	n := e2eInproc(t, "behind-unbound")
 
-	dir := t.TempDir()
-	port := freePort(t, "127.0.0.1", true)
-	_, gslbdPort, _ := net.SplitHostPort(n.DNS)
-	conf := fmt.Sprintf(`server:
-	interface: 127.0.0.1@%d
-	port: %d
-	access-control: 127.0.0.0/8 allow
-	do-daemonize: no
-	use-syslog: no
-	logfile: ""
-	chroot: ""
-	username: ""
-	directory: %q
-	pidfile: %q
-	verbosity: 1
-	# test. is a special-use name unbound answers itself unless told not to.
-	local-zone: "test." nodefault
-	do-ip6: no
-	do-not-query-localhost: no
-	module-config: "subnetcache iterator"
-	send-client-subnet: 127.0.0.1
-	max-client-subnet-ipv4: 24
-	qname-minimisation: no
-	harden-referral-path: no
-	target-fetch-policy: "0 0 0 0 0"
-stub-zone:
-	name: "gslb.test."
-	stub-addr: 127.0.0.1@%s
-forward-zone:
-	name: "."
-	forward-addr: 127.0.0.1@1
-remote-control:
-	control-enable: no
-`, port, port, dir, filepath.Join(dir, "unbound.pid"), gslbdPort)
-	confPath := filepath.Join(dir, "unbound.conf")
-	writeFile(t, confPath, conf)
-	ctx, cancel := context.WithCancel(context.Background())
-	ub := exec.CommandContext(ctx, unbound, "-d", "-c", confPath)
-	ubLog := &syncBuffer{}
-	ub.Stdout, ub.Stderr = ubLog, ubLog
-	if err := ub.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = ub.Wait()
-		if t.Failed() {
-			t.Logf("unbound log:\n%s", tail(ubLog.String(), 40))
-		}
-	})
+	port := startUnbound(t, n.DNS, "\tmodule-config: \"subnetcache iterator\"\n\tsend-client-subnet: 127.0.0.1\n\tmax-client-subnet-ipv4: 24\n")
 
 	digFrom := func(src string) string {
 		out, err := exec.Command(dig, "@127.0.0.1", "-p", fmt.Sprint(port), "-b", src, "+short", "+tries=1", "+time=2",

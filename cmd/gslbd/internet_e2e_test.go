@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -188,59 +187,11 @@ func TestCookiesWithDig(t *testing.T) {
 // second with every limited answer slipped: it gets every answer anyway,
 // retrying over TCP after each truncated one.
 func TestRRLThroughUnbound(t *testing.T) {
-	unbound := requireTool(t, "unbound")
 	dig := requireTool(t, "dig")
 	n := internetNode(t, "responses_per_second = 1\nwindow = 5\nslip = 1\n")
 	n.Start()
 
-	dir := t.TempDir()
-	port := freePort(t, "127.0.0.1", true)
-	_, gslbdPort, _ := net.SplitHostPort(n.DNS)
-	conf := fmt.Sprintf(`server:
-	interface: 127.0.0.1@%d
-	port: %d
-	access-control: 127.0.0.0/8 allow
-	do-daemonize: no
-	use-syslog: no
-	logfile: ""
-	chroot: ""
-	username: ""
-	directory: %q
-	pidfile: %q
-	verbosity: 1
-	local-zone: "test." nodefault
-	do-ip6: no
-	do-not-query-localhost: no
-	qname-minimisation: no
-	harden-referral-path: no
-	target-fetch-policy: "0 0 0 0 0"
-	cache-max-ttl: 0
-	cache-max-negative-ttl: 0
-stub-zone:
-	name: "gslb.test."
-	stub-addr: 127.0.0.1@%s
-forward-zone:
-	name: "."
-	forward-addr: 127.0.0.1@1
-remote-control:
-	control-enable: no
-`, port, port, dir, filepath.Join(dir, "unbound.pid"), gslbdPort)
-	confPath := filepath.Join(dir, "unbound.conf")
-	writeFile(t, confPath, conf)
-	ctx, cancel := context.WithCancel(context.Background())
-	ub := exec.CommandContext(ctx, unbound, "-d", "-c", confPath)
-	ubLog := &syncBuffer{}
-	ub.Stdout, ub.Stderr = ubLog, ubLog
-	if err := ub.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = ub.Wait()
-		if t.Failed() {
-			t.Logf("unbound log:\n%s", tail(ubLog.String(), 40))
-		}
-	})
+	port := startUnbound(t, n.DNS, "\tcache-max-ttl: 0\n\tcache-max-negative-ttl: 0\n")
 	ask := func(name, qtype string) string {
 		out, _ := exec.Command(dig, "@127.0.0.1", "-p", fmt.Sprint(port), "+tries=1", "+time=5", name, qtype).CombinedOutput()
 		return string(out)
