@@ -95,14 +95,8 @@ func (s *Server) handleExternalList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleExternalSet(w http.ResponseWriter, r *http.Request) {
-	var req ExternalRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	e, err := req.target()
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "external: %v", err)
+	req, e, ok := decodeExternal(w, r)
+	if !ok {
 		return
 	}
 	switch req.State {
@@ -126,6 +120,22 @@ func (s *Server) handleExternalSet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, e)
 }
 
+// decodeExternal reads an /api/v1/external body and the target it names,
+// answering 400 itself when either is bad.
+func decodeExternal(w http.ResponseWriter, r *http.Request) (ExternalRequest, ExternalEntry, bool) {
+	var req ExternalRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return req, ExternalEntry{}, false
+	}
+	e, err := req.target()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "external: %v", err)
+		return req, ExternalEntry{}, false
+	}
+	return req, e, true
+}
+
 // setExternal applies e, answering the error itself when it fails.
 func (s *Server) setExternal(w http.ResponseWriter, e ExternalEntry) bool {
 	if s.opts.External == nil {
@@ -144,14 +154,8 @@ func (s *Server) setExternal(w http.ResponseWriter, e ExternalEntry) bool {
 }
 
 func (s *Server) handleExternalClear(w http.ResponseWriter, r *http.Request) {
-	var req ExternalRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	e, err := req.target()
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "external: %v", err)
+	_, e, ok := decodeExternal(w, r)
+	if !ok {
 		return
 	}
 	if s.opts.External == nil || !s.opts.External.Clear(e) {

@@ -193,31 +193,14 @@ func TestDnstapSocketAllocs(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			sink, _ := startTap(t)
 			_, addr := startServer(t, Config{UDPSockets: 1, UDPBatch: mode.batch, Tap: sink})
-			c, err := net.Dial("udp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			pkt := pack(t, mkQuery("geo.gslb.example.com.", dns.TypeA, ecsOpt(1232, "10.2.3.0/24")))
-			buf := make([]byte, 1500)
-			c.SetDeadline(time.Now().Add(30 * time.Second))
-			var failed error
-			exchange := func() {
-				if _, err := c.Write(pkt); err != nil {
-					failed = err
-					return
-				}
-				if _, err := c.Read(buf); err != nil {
-					failed = err
-				}
-			}
+			exchange, failed := udpExchanger(t, addr)
 			// Warm every cell of the sink's ring (8192) so their buffers exist.
 			for range 9000 {
 				exchange()
 			}
 			allocs := testing.AllocsPerRun(300, exchange)
-			if failed != nil {
-				t.Fatal(failed)
+			if *failed != nil {
+				t.Fatal(*failed)
 			}
 			if allocs != 0 {
 				t.Errorf("%.2f allocations per query over the socket with dnstap on, want 0", allocs)

@@ -133,34 +133,43 @@ func TestUDPSocketAllocs(t *testing.T) {
 	for _, mode := range udpModes {
 		t.Run(mode.name, func(t *testing.T) {
 			_, addr := startServer(t, Config{UDPSockets: 1, UDPBatch: mode.batch})
-			c, err := net.Dial("udp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			pkt := pack(t, mkQuery("geo.gslb.example.com.", dns.TypeA, ecsOpt(1232, "10.2.3.0/24")))
-			buf := make([]byte, 1500)
-			c.SetDeadline(time.Now().Add(30 * time.Second))
-			var failed error
-			exchange := func() {
-				if _, err := c.Write(pkt); err != nil {
-					failed = err
-					return
-				}
-				if _, err := c.Read(buf); err != nil {
-					failed = err
-				}
-			}
+			exchange, failed := udpExchanger(t, addr)
 			exchange() // warm up
 			allocs := testing.AllocsPerRun(300, exchange)
-			if failed != nil {
-				t.Fatal(failed)
+			if *failed != nil {
+				t.Fatal(*failed)
 			}
 			if allocs != 0 {
 				t.Errorf("%.2f allocations per query over the socket, want 0", allocs)
 			}
 		})
 	}
+}
+
+// udpExchanger dials addr over UDP and returns a function that sends one
+// geo query with ECS and reads its answer, and where the first error it
+// met is kept. The connected Write and Read allocate nothing, so
+// allocation tests count only the server.
+func udpExchanger(t *testing.T, addr string) (exchange func(), failed *error) {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	pkt := pack(t, mkQuery("geo.gslb.example.com.", dns.TypeA, ecsOpt(1232, "10.2.3.0/24")))
+	buf := make([]byte, 1500)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	failed = new(error)
+	return func() {
+		if _, err := c.Write(pkt); err != nil {
+			*failed = err
+			return
+		}
+		if _, err := c.Read(buf); err != nil {
+			*failed = err
+		}
+	}, failed
 }
 
 // BenchmarkUDPSocket measures the server's UDP loop over real loopback
