@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"path/filepath"
 	"time"
 
@@ -18,17 +17,11 @@ import (
 // RRset (the NXDOMAIN names are distinct); the warm-up takes it, so the
 // rounds measure the steady state of cached signatures.
 func signedThroughput(ctx context.Context, o options, work, gslbdBin, db string, procs *procSet, p *pair, qfile, qfileDO string, log *slog.Logger) ([]perfRun, error) {
-	gPort, err := freeDNSPort("127.0.0.1")
-	if err != nil {
-		return nil, err
-	}
-	cPort, err := freeDNSPort("127.0.0.1")
-	if err != nil {
-		return nil, err
-	}
 	dir := filepath.Join(work, "gslbd-signed")
-	node := gslbdNode{Role: "signed throughput", Name: "bench-signed", DNS: hostPort(netip.MustParseAddr("127.0.0.1"), gPort),
-		Cluster: hostPort(netip.MustParseAddr("127.0.0.1"), cPort), GeoDB: db}
+	node, err := benchNode("signed throughput", "bench-signed", db, false)
+	if err != nil {
+		return nil, err
+	}
 	key, err := dnssec.Generate(zoneName, dnssec.ECDSAP256SHA256, true, 300, dnssec.Timing{})
 	if err != nil {
 		return nil, err

@@ -156,6 +156,25 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
+// benchNode is a single gslbd of the benchmark on 127.0.0.1 with fresh
+// DNS and cluster ports (and an admin port when admin is set), reading db.
+func benchNode(role, name, db string, admin bool) (gslbdNode, error) {
+	n := 2
+	if admin {
+		n = 3
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	var addrs [3]string
+	for i := range n {
+		port, err := freeDNSPort(lo.String())
+		if err != nil {
+			return gslbdNode{}, err
+		}
+		addrs[i] = hostPort(lo, port)
+	}
+	return gslbdNode{Role: role, Name: name, DNS: addrs[0], Cluster: addrs[1], Admin: addrs[2], GeoDB: db}, nil
+}
+
 // freeDNSPort finds a port free for both UDP and TCP on ip.
 func freeDNSPort(ip string) (int, error) {
 	for range 50 {
@@ -202,17 +221,11 @@ func startPair(ctx context.Context, o options, work, gslbdBin, db string, procs 
 		}
 	}
 
-	gPort, err := freeDNSPort("127.0.0.1")
-	if err != nil {
-		return nil, err
-	}
-	cPort, err := freeDNSPort("127.0.0.1")
-	if err != nil {
-		return nil, err
-	}
 	gdir := filepath.Join(work, "gslbd")
-	node := gslbdNode{Role: "throughput", Name: "bench", DNS: hostPort(netip.MustParseAddr("127.0.0.1"), gPort),
-		Cluster: hostPort(netip.MustParseAddr("127.0.0.1"), cPort), GeoDB: db}
+	node, err := benchNode("throughput", "bench", db, false)
+	if err != nil {
+		return nil, err
+	}
 	if err := writeGslbd(gdir, node, zoneData{Zone: zoneName, TTL: poolTTL, Pools: []zonePool{{"geo", "geo"}}},
 		poolsData{Role: "throughput", Pools: []poolData{benchPool(port)}}); err != nil {
 		return nil, err
@@ -275,23 +288,17 @@ func startPair(ctx context.Context, o options, work, gslbdBin, db string, procs 
 // on (queries and responses to a file in its directory) and an admin
 // address for its dnstap counters, pinned to the same CPU.
 func startTapped(ctx context.Context, o options, work, gslbdBin, db string, p *pair, procs *procSet, log *slog.Logger) (*server, string, error) {
-	var ports [3]int
-	for i := range ports {
-		var err error
-		if ports[i], err = freeDNSPort("127.0.0.1"); err != nil {
-			return nil, "", err
-		}
-	}
-	lo := netip.MustParseAddr("127.0.0.1")
 	dir := filepath.Join(work, "gslbd-dnstap")
-	node := gslbdNode{Role: "throughput with dnstap", Name: "bench-dnstap", DNS: hostPort(lo, ports[0]),
-		Cluster: hostPort(lo, ports[1]), Admin: hostPort(lo, ports[2]), GeoDB: db, Dnstap: filepath.Join(dir, "dnstap.fstrm")}
+	node, err := benchNode("throughput with dnstap", "bench-dnstap", db, true)
+	if err != nil {
+		return nil, "", err
+	}
+	node.Dnstap = filepath.Join(dir, "dnstap.fstrm")
 	if err := writeGslbd(dir, node, zoneData{Zone: zoneName, TTL: poolTTL, Pools: []zonePool{{"geo", "geo"}}},
 		poolsData{Role: "throughput", Pools: []poolData{benchPool(p.checkPort)}}); err != nil {
 		return nil, "", err
 	}
 	s := &server{name: "gslbd+dnstap", addr: node.DNS}
-	var err error
 	t0 := time.Now()
 	s.proc, err = procs.start("gslbd+dnstap", o.serverCPU, dir, filepath.Join(work, "gslbd-dnstap.log"),
 		gslbdBin, "serve", "-config", filepath.Join(dir, "gslbd.toml"))
