@@ -143,7 +143,7 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 		if err != nil {
 			return err
 		}
-		rep.gslbdStartup, rep.gdnsdStartup = pair.gslbd.startup, pair.gdnsd.startup
+		rep.servers = [2]*server{pair.gslbd, pair.gdnsd}
 		if err := checkEquivalent(ctx, pair); err != nil {
 			return err
 		}
@@ -199,6 +199,8 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 				}
 			}
 		}
+		pair.gslbd.readAfter()
+		pair.gdnsd.readAfter()
 		procs.stop(pair.gslbd.proc)
 		procs.stop(pair.gdnsd.proc)
 	}

@@ -210,3 +210,41 @@ func tail(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// memory is a process's resident set from /proc/PID/status, in bytes:
+// VmRSS now and VmHWM, the most it ever held.
+type memory struct {
+	rss, peak int64
+}
+
+func memStatus(pid int) (memory, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return memory{}, fmt.Errorf("read memory of pid %d: %w", pid, err)
+	}
+	var m memory
+	for line := range strings.Lines(string(b)) {
+		var dst *int64
+		switch {
+		case strings.HasPrefix(line, "VmRSS:"):
+			dst = &m.rss
+		case strings.HasPrefix(line, "VmHWM:"):
+			dst = &m.peak
+		default:
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 3 || f[2] != "kB" {
+			return memory{}, fmt.Errorf("parse /proc/%d/status: %q", pid, strings.TrimSpace(line))
+		}
+		kb, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return memory{}, fmt.Errorf("parse /proc/%d/status: %w", pid, err)
+		}
+		*dst = kb << 10
+	}
+	if m.rss == 0 || m.peak == 0 {
+		return memory{}, fmt.Errorf("parse /proc/%d/status: no VmRSS or VmHWM", pid)
+	}
+	return m, nil
+}

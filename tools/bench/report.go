@@ -9,14 +9,15 @@ import (
 )
 
 type report struct {
-	machine      machine
-	opts         options
-	netsTotal    int
-	mix          []mixEntry
-	gslbdStartup time.Duration
-	gdnsdStartup time.Duration
-	perf         []perfRun
-	signed       []perfRun // gslbd unsigned (plain mix) and gslbd-signed (mix with DO)
+	machine   machine
+	opts      options
+	netsTotal int
+	mix       []mixEntry
+	// servers are gslbd and gdnsd of the comparison, with their start
+	// times and resident sets.
+	servers [2]*server
+	perf    []perfRun
+	signed  []perfRun // gslbd unsigned (plain mix) and gslbd-signed (mix with DO)
 	// dnstap: gslbd without and with dnstap (queries and responses to a
 	// file), interleaved; the counters of the tapped node after its runs.
 	dnstap        []perfRun
@@ -103,12 +104,28 @@ func (r *report) print(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "- pinning: none\n")
 	}
-	if r.gslbdStartup > 0 {
-		fmt.Fprintf(w, "- start until first answer (database loaded, both starting together): gslbd %s, gdnsd %s\n",
-			r.gslbdStartup.Round(10*time.Millisecond), r.gdnsdStartup.Round(10*time.Millisecond))
-	}
 	if len(r.mix) > 0 {
 		fmt.Fprintf(w, "- query mix (%d queries, all with EDNS): %s\n", r.opts.lines, mixString(r.mix))
+	}
+
+	if g, d := r.servers[0], r.servers[1]; g != nil && d != nil {
+		fmt.Fprintf(w, "\n#### Start and memory (each server started alone, pinned as below)\n\n")
+		fmt.Fprintf(w, "| | gslbd | gdnsd | gslbd/gdnsd |\n|---|---:|---:|---:|\n")
+		fmt.Fprintf(w, "| start until first answer, database loaded (s) | %.2f | %.2f | %s |\n",
+			g.startup.Seconds(), d.startup.Seconds(), ratio(g.startup.Seconds(), d.startup.Seconds()))
+		fmt.Fprintf(w, "| CPU used until first answer (s) | %.2f | %.2f | %s |\n",
+			g.startCPU.Seconds(), d.startCPU.Seconds(), ratio(g.startCPU.Seconds(), d.startCPU.Seconds()))
+		fmt.Fprintf(w, "| RSS after load, %s after the first answer (MiB) | %.0f | %.0f | %s |\n",
+			settle, mib(g.loaded.rss), mib(d.loaded.rss), ratio(mib(g.loaded.rss), mib(d.loaded.rss)))
+		if g.after.rss > 0 && d.after.rss > 0 {
+			fmt.Fprintf(w, "| RSS after every phase (MiB) | %.0f | %.0f | %s |\n",
+				mib(g.after.rss), mib(d.after.rss), ratio(mib(g.after.rss), mib(d.after.rss)))
+			fmt.Fprintf(w, "| peak RSS, VmHWM (MiB) | %.0f | %.0f | %s |\n",
+				mib(g.after.peak), mib(d.after.peak), ratio(mib(g.after.peak), mib(d.after.peak)))
+		} else {
+			fmt.Fprintf(w, "| peak RSS until then, VmHWM (MiB) | %.0f | %.0f | %s |\n",
+				mib(g.loaded.peak), mib(d.loaded.peak), ratio(mib(g.loaded.peak), mib(d.loaded.peak)))
+		}
 	}
 
 	if len(r.perf) > 0 {
@@ -182,14 +199,15 @@ func (r *report) print(w io.Writer) {
 	}
 	if len(r.scope) > 0 {
 		fmt.Fprintf(w, "\n#### ECS scopes (geo A, one query per client network and server)\n\n")
-		fmt.Fprintf(w, "| client networks | n | same scope | gdnsd longer than source, gslbd = source | gslbd wider | gslbd narrower | mean scope gslbd | mean scope gdnsd | same site | scopes too wide gslbd | scopes too wide gdnsd |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		fmt.Fprintf(w, "| client networks | n | same scope | gslbd wider | gslbd narrower | mean scope gslbd | mean scope gdnsd | longer than the source gslbd | longer than the source gdnsd | same site | scopes too wide gslbd | scopes too wide gdnsd |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, s := range r.scope {
-			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | /%.1f | /%.1f | %s | %d of %d | %d of %d |\n", s.family, s.n,
-				share(s.equal, s.n), share(s.capped, s.n), share(s.wider, s.n), share(s.narrower, s.n),
-				float64(s.sumG)/float64(s.n), float64(s.sumD)/float64(s.n), share(s.sameSite, s.n),
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | /%.1f | /%.1f | %s | %s | %s | %d of %d | %d of %d |\n", s.family, s.n,
+				share(s.equal, s.n), share(s.wider, s.n), share(s.narrower, s.n),
+				float64(s.sumG)/float64(s.n), float64(s.sumD)/float64(s.n),
+				share(s.finer[0], s.n), share(s.finer[1], s.n), share(s.sameSite, s.n),
 				s.tooWide[0], s.probed[0], s.tooWide[1], s.probed[1])
 		}
-		fmt.Fprintf(w, "\n\"Too wide\": of the responses whose scope is wider than the source prefix, how many had another client network inside the scope (%d random ones probed each) answered from another site by the same server.\n", scopeProbes)
+		fmt.Fprintf(w, "\n\"Longer than the source\": the scope is longer than the query's source prefix, because the database is finer there and the answer holds for only part of the client network (RFC 7871 §7.2.1); both servers do it. \"Too wide\": of the responses whose scope is shorter than the source prefix, how many had another client network inside the scope (%d random ones probed each) answered from another site by the same server.\n", scopeProbes)
 		for _, s := range r.scope {
 			if s.noScopeG+s.noScopeD > 0 {
 				fmt.Fprintf(w, "\n%s: responses without ECS: gslbd %d, gdnsd %d\n", s.family, s.noScopeG, s.noScopeD)
@@ -227,6 +245,8 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\n(bench ran %s)\n", r.elapsed.Round(time.Second))
 }
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 

@@ -18,9 +18,12 @@ type scopeStats struct {
 	family   string
 	n        int
 	equal    int // same scope prefix
-	capped   int // gdnsd's scope is longer than the source prefix, gslbd's is the source prefix
 	wider    int // gslbd's scope is shorter (wider) than gdnsd's
 	narrower int // gslbd's scope is longer (narrower)
+	// Scopes longer than the source prefix: the database holds finer
+	// networks there, and the answer is only good for part of the source
+	// prefix (RFC 7871 §7.2.1). Both servers may do it; counted per server.
+	finer    [2]int
 	sameSite int // both answered from the same site
 	sumG     int // sums of the scopes, for the mean
 	sumD     int
@@ -149,14 +152,14 @@ func compareScopes(ctx context.Context, p *pair, nets *clientNets, n int) ([]sco
 			}
 			st.sumG += g
 			st.sumD += d
+			for j, sc := range [2]int{g, d} {
+				if sc > list[i].Bits() {
+					st.finer[j]++
+				}
+			}
 			switch {
 			case g == d:
 				st.equal++
-			case d > list[i].Bits() && g == list[i].Bits():
-				// gdnsd reports the database network even when it is
-				// longer than the source prefix (RFC 7871 allows it);
-				// gslbd caps at the source prefix (README, How an answer is chosen).
-				st.capped++
 			case g < d:
 				st.wider++
 			default:

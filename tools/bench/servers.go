@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -89,6 +88,7 @@ type (
 		Answers, TTL int
 		Port         int
 		Sites        []poolSite
+		DefaultOrder []string // geo: site order for clients no site can place
 	}
 	poolSite struct {
 		Name      string
@@ -119,6 +119,7 @@ func benchPool(port int) poolData {
 		p.Sites = append(p.Sites,
 			poolSite{Name: s.Name, Geo: true, Lat: s.Lat, Lon: s.Lon, Addrs: s.V4},
 			poolSite{Name: s.Name + "6", Geo: true, Lat: s.Lat, Lon: s.Lon, Addrs: s.V6, Unchecked: true})
+		p.DefaultOrder = append(p.DefaultOrder, s.Name, s.Name+"6")
 	}
 	return p
 }
@@ -199,6 +200,56 @@ type server struct {
 	addr    string // host:port
 	proc    *proc
 	startup time.Duration // start until the first answer (includes loading the GeoIP database)
+	// startCPU is the CPU time used until the first answer: the cost of
+	// loading, whatever else the machine runs.
+	startCPU time.Duration
+	// loaded is the memory a second after the first answer (the database
+	// loaded, nothing asked yet); after, once every phase ran.
+	loaded, after memory
+}
+
+// settle is how long after its first answer a server's resident set is
+// read as "after load": long enough for a server that hands load garbage
+// back to the system to have done so.
+const settle = time.Second
+
+// launch starts s with start, waits until it answers, and records its
+// start time, start CPU and resident set after load.
+func launch(ctx context.Context, s *server, start func() (*proc, error), log *slog.Logger) error {
+	t0 := time.Now()
+	var err error
+	if s.proc, err = start(); err != nil {
+		return err
+	}
+	if err := waitReady(ctx, s, 120*time.Second); err != nil {
+		return err
+	}
+	s.startup = time.Since(t0)
+	pid := s.proc.cmd.Process.Pid
+	if s.startCPU, err = cpuTime(pid); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(settle):
+	}
+	if s.loaded, err = memStatus(pid); err != nil {
+		return err
+	}
+	log.Info("server ready", "server", s.name, "addr", s.addr, "pid", pid, "startup", s.startup.Round(time.Millisecond),
+		"start_cpu", s.startCPU, "rss_mib", s.loaded.rss>>20)
+	return nil
+}
+
+// readAfter records s's resident set once the phases are done.
+func (s *server) readAfter() {
+	if s == nil || s.proc == nil {
+		return
+	}
+	if m, err := memStatus(s.proc.cmd.Process.Pid); err == nil {
+		s.after = m
+	}
 }
 
 type pair struct {
@@ -255,30 +306,18 @@ func startPair(ctx context.Context, o options, work, gslbdBin, db string, procs 
 		gdnsd:     &server{name: "gdnsd", addr: gd.DNS},
 		checkPort: port,
 	}
-	// Start both, then wait for both: they load the database in parallel.
-	t0 := time.Now()
-	p.gslbd.proc, err = procs.start("gslbd", o.serverCPU, gdir, filepath.Join(work, "gslbd.log"),
-		gslbdBin, "serve", "-config", filepath.Join(gdir, "gslbd.toml"))
-	if err != nil {
+	// One after the other, so neither loads its database while the other
+	// takes the same CPU: the start times are each server's own.
+	if err := launch(ctx, p.gslbd, func() (*proc, error) {
+		return procs.start("gslbd", o.serverCPU, gdir, filepath.Join(work, "gslbd.log"),
+			gslbdBin, "serve", "-config", filepath.Join(gdir, "gslbd.toml"))
+	}, log); err != nil {
 		return nil, err
 	}
-	p.gdnsd.proc, err = procs.start("gdnsd", o.serverCPU, ddir, filepath.Join(work, "gdnsd.log"),
-		gdnsdPath(), "-c", ddir, "start")
-	if err != nil {
-		return nil, err
-	}
-	errs := make(chan error, 2)
-	for _, s := range []*server{p.gslbd, p.gdnsd} {
-		go func() {
-			err := waitReady(ctx, s, 120*time.Second)
-			if err == nil {
-				s.startup = time.Since(t0)
-				log.Info("server ready", "server", s.name, "addr", s.addr, "pid", s.proc.cmd.Process.Pid, "startup", s.startup.Round(time.Millisecond))
-			}
-			errs <- err
-		}()
-	}
-	if err := errors.Join(<-errs, <-errs); err != nil {
+	if err := launch(ctx, p.gdnsd, func() (*proc, error) {
+		return procs.start("gdnsd", o.serverCPU, ddir, filepath.Join(work, "gdnsd.log"),
+			gdnsdPath(), "-c", ddir, "start")
+	}, log); err != nil {
 		return nil, err
 	}
 	return p, nil
