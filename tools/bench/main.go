@@ -47,6 +47,7 @@ type options struct {
 	loadCPU    int           // CPU dnsperf is pinned to
 	udpThreads int           // gdnsd udp_threads
 	keep       bool          // keep the work directory
+	compare    string        // a second gslbd binary measured against the first (phase "compare")
 }
 
 func main() {
@@ -71,6 +72,7 @@ func main() {
 	// gdnsd answered about 10 % more queries per CPU-second with 1 than
 	// with its default of 2 when pinned to one core.
 	flag.IntVar(&o.udpThreads, "gdnsd-udp-threads", 1, "gdnsd udp_threads (gdnsd's own default is 2)")
+	flag.StringVar(&o.compare, "compare", "", "a second gslbd `binary`, measured in alternation with -gslbd on the same mix (e.g. before and after a change)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, query file, logs)")
 	flag.Parse()
 
@@ -131,7 +133,7 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 	defer bk.stopAll()
 
 	skip := parseSkip(o.skip)
-	throughputPhases := !skip["perf"] || !skip["latency"] || !skip["dnssec"] || !skip["dnstap"]
+	throughputPhases := !skip["perf"] || !skip["latency"] || !skip["dnssec"] || !skip["dnstap"] || o.compare != ""
 	if throughputPhases || !skip["scope"] {
 		log.Info("sampling client networks", "db", db)
 		nets, err := sampleNetworks(db, max(o.lines, o.scopeNets)*2, 1)
@@ -169,6 +171,22 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (err e
 				if err != nil {
 					return err
 				}
+			}
+			if o.compare != "" {
+				bin, err := filepath.Abs(o.compare)
+				if err != nil {
+					return fmt.Errorf("resolve -compare path %q: %w", o.compare, err)
+				}
+				other, _, err := startSecond(ctx, o, work, bin, db, "gslbd-compare", "gslbd-compare", false, pair, procs, log)
+				if err != nil {
+					return err
+				}
+				log.Info("gslbd vs -compare binary", "rounds", o.rounds, "binary", bin)
+				rep.compare, err = throughput(ctx, o, pair.gslbd, other, qfile, log)
+				if err != nil {
+					return err
+				}
+				procs.stop(other.proc)
 			}
 			if !skip["perf"] {
 				rep.perf, err = throughput(ctx, o, pair.gslbd, pair.gdnsd, qfile, log)

@@ -23,11 +23,13 @@ type report struct {
 	dnstap        []perfRun
 	dnstapMetrics string
 	dnstapBytes   int64
-	latency       []perfRun
-	scope         []scopeStats
-	failover1     *failoverResult
-	failover3     *failoverResult
-	elapsed       time.Duration
+	// compare: gslbd (-gslbd) and gslbd-compare (-compare), interleaved.
+	compare   []perfRun
+	latency   []perfRun
+	scope     []scopeStats
+	failover1 *failoverResult
+	failover3 *failoverResult
+	elapsed   time.Duration
 }
 
 func parseSkip(s string) map[string]bool {
@@ -170,6 +172,19 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "| avg latency, saturated (ms) | %.3f | %.3f | %s |\n", ms(off.lat), ms(on.lat), ratio(ms(on.lat), ms(off.lat)))
 		fmt.Fprintf(w, "| queries lost | %d of %d | %d of %d | |\n", off.lost, off.sent, on.lost, on.sent)
 		fmt.Fprintf(w, "\ndnstap node after its runs (warm-up included): %s; file %.1f MiB.\n", r.dnstapMetrics, float64(r.dnstapBytes)/(1<<20))
+	}
+	if len(r.compare) > 0 {
+		a, b := aggregate(r.compare, "gslbd"), aggregate(r.compare, "gslbd-compare")
+		fmt.Fprintf(w, "\n#### gslbd (%s) vs gslbd-compare (%s) (%d × %s per server, interleaved ABBA, same pinning and query mix)\n\n",
+			r.opts.gslbd, r.opts.compare, a.runs, r.opts.duration)
+		fmt.Fprintf(w, "| | gslbd | gslbd-compare | compare/gslbd |\n|---|---:|---:|---:|\n")
+		aq, bq := mean(a.qps), mean(b.qps)
+		fmt.Fprintf(w, "| QPS (mean of runs) | %.0f | %.0f | %s |\n", aq, bq, ratio(bq, aq))
+		fmt.Fprintf(w, "| QPS per run | %s | %s | |\n", floats(a.qps), floats(b.qps))
+		ap, bp := perSec(a.completed, a.serverCPU), perSec(b.completed, b.serverCPU)
+		fmt.Fprintf(w, "| queries per server CPU-second | %.0f | %.0f | %s |\n", ap, bp, ratio(bp, ap))
+		fmt.Fprintf(w, "| server CPU s / queries per CPU-s, per run | %s | %s | |\n", cpuRuns(r.compare, "gslbd"), cpuRuns(r.compare, "gslbd-compare"))
+		fmt.Fprintf(w, "| queries lost | %d of %d | %d of %d | |\n", a.lost, a.sent, b.lost, b.sent)
 	}
 	if len(r.latency) > 0 {
 		fmt.Fprintf(w, "\n#### Latency at a fixed %d QPS (%d s per run, 2 runs each, every query timed with dnsperf -v)\n\n", r.opts.latRate, r.opts.latSecs)

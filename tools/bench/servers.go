@@ -327,29 +327,38 @@ func startPair(ctx context.Context, o options, work, gslbdBin, db string, procs 
 // on (queries and responses to a file in its directory) and an admin
 // address for its dnstap counters, pinned to the same CPU.
 func startTapped(ctx context.Context, o options, work, gslbdBin, db string, p *pair, procs *procSet, log *slog.Logger) (*server, string, error) {
-	dir := filepath.Join(work, "gslbd-dnstap")
-	node, err := benchNode("throughput with dnstap", "bench-dnstap", db, true)
+	return startSecond(ctx, o, work, gslbdBin, db, "gslbd+dnstap", "gslbd-dnstap", true, p, procs, log)
+}
+
+// startSecond starts another gslbd from bin with the pair's
+// configuration, in its own directory under work, pinned to the same CPU;
+// with dnstap, it logs queries and responses to a file there and gets an
+// admin address (returned as a URL) for its counters.
+func startSecond(ctx context.Context, o options, work, bin, db, name, dirName string, dnstap bool, p *pair, procs *procSet, log *slog.Logger) (*server, string, error) {
+	dir := filepath.Join(work, dirName)
+	node, err := benchNode("throughput: "+name, "bench-"+dirName, db, dnstap)
 	if err != nil {
 		return nil, "", err
 	}
-	node.Dnstap = filepath.Join(dir, "dnstap.fstrm")
+	if dnstap {
+		node.Dnstap = filepath.Join(dir, "dnstap.fstrm")
+	}
 	if err := writeGslbd(dir, node, zoneData{Zone: zoneName, TTL: poolTTL, Pools: []zonePool{{"geo", "geo"}}},
 		poolsData{Role: "throughput", Pools: []poolData{benchPool(p.checkPort)}}); err != nil {
 		return nil, "", err
 	}
-	s := &server{name: "gslbd+dnstap", addr: node.DNS}
-	t0 := time.Now()
-	s.proc, err = procs.start("gslbd+dnstap", o.serverCPU, dir, filepath.Join(work, "gslbd-dnstap.log"),
-		gslbdBin, "serve", "-config", filepath.Join(dir, "gslbd.toml"))
-	if err != nil {
+	s := &server{name: name, addr: node.DNS}
+	if err := launch(ctx, s, func() (*proc, error) {
+		return procs.start(name, o.serverCPU, dir, filepath.Join(work, dirName+".log"),
+			bin, "serve", "-config", filepath.Join(dir, "gslbd.toml"))
+	}, log); err != nil {
 		return nil, "", err
 	}
-	if err := waitReady(ctx, s, 120*time.Second); err != nil {
-		return nil, "", err
+	adminURL := ""
+	if dnstap {
+		adminURL = "http://" + node.Admin
 	}
-	s.startup = time.Since(t0)
-	log.Info("server ready", "server", s.name, "addr", s.addr, "pid", s.proc.cmd.Process.Pid, "dnstap", node.Dnstap)
-	return s, "http://" + node.Admin, nil
+	return s, adminURL, nil
 }
 
 // waitReady polls s with a static query until it answers or the deadline
