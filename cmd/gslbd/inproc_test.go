@@ -65,7 +65,7 @@ dir = "pools"
 	for rel, body := range files {
 		writeFile(t, filepath.Join(dir, rel), body)
 	}
-	n, err := newNode(filepath.Join(dir, "gslbd.toml"), testlog.New(t, slog.LevelDebug).With("node", name))
+	n, err := newNode(filepath.Join(dir, "gslbd.toml"), testlog.New(t, slog.LevelDebug).With("node", name), 0)
 	if err != nil {
 		t.Fatalf("new node %s: %v", name, err)
 	}

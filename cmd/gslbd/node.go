@@ -70,7 +70,10 @@ type node struct {
 	reloadHook func()
 }
 
-func newNode(path string, log *slog.Logger) (*node, error) {
+// newNode loads the configuration at path and builds every part of the
+// node; udpSockets is the DNS server's UDP readers per listen address (0:
+// its default).
+func newNode(path string, log *slog.Logger, udpSockets int) (*node, error) {
 	cfg, err := config.LoadNodeConfig(path)
 	if err != nil {
 		return nil, err
@@ -164,6 +167,7 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 			TCPIdleTimeout:       cfg.DNS.TCPIdleTimeout.Duration,
 			MaxTCPConns:          cfg.DNS.MaxTCPConns,
 			MaxTCPConnsPerSource: cfg.DNS.MaxTCPConnsPerSource,
+			UDPSockets:           udpSockets,
 			QueryLogSample:       querySample(cfg.Log),
 			RRL:                  rrlConfig(cfg.DNS.RRL),
 			Tap:                  n.tap,

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -39,7 +40,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	n, err := newNode(*cfgPath, log)
+	n, err := newNode(*cfgPath, log, dnsThreads())
 	if err != nil {
 		printErrors(stderr, err)
 		return exitFail
@@ -49,6 +50,24 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// dnsThreads returns how many UDP readers the DNS server gets per listen
+// address, one per CPU the process may use (Go's default GOMAXPROCS, which
+// follows the CPU affinity mask and the cgroup CPU quota), and gives the
+// Go scheduler one P more than that. A reader waits for queries in a
+// blocking recvmmsg on its own thread; without an idle P the runtime
+// takes the waiting reader's P away after 20 µs, and its monitor thread
+// then wakes every 20 µs for a while: on one CPU that cost a sixth of the
+// server's CPU time (docs/performance.md). A GOMAXPROCS set in the
+// environment is the operator's choice and left alone, with one reader
+// per P.
+func dnsThreads() int {
+	n := runtime.GOMAXPROCS(0)
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(n + 1)
+	}
+	return n
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
