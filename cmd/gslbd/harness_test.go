@@ -18,41 +18,53 @@ import (
 	"github.com/miekg/dns"
 )
 
-// The end-to-end tests run the real binary, built once per test run.
+// The end-to-end tests run the real binary, built once per test run;
+// the partition test runs one built with the gslbdfault tag.
 var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
+	plainBin = &binBuild{}
+	faultBin = &binBuild{tags: "gslbdfault"}
 )
+
+// binBuild is one build of ./cmd/gslbd, made on first use.
+type binBuild struct {
+	tags string
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+func (b *binBuild) get(t testing.TB) string {
+	t.Helper()
+	b.once.Do(func() {
+		b.dir, b.err = os.MkdirTemp("", "gslbd-e2e-")
+		if b.err != nil {
+			return
+		}
+		b.path = filepath.Join(b.dir, "gslbd")
+		out, err := exec.Command("go", "build", "-tags="+b.tags, "-o", b.path, ".").CombinedOutput()
+		if err != nil {
+			b.err = fmt.Errorf("go build -tags=%q: %v\n%s", b.tags, err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
+	for _, b := range []*binBuild{plainBin, faultBin} {
+		if b.dir != "" {
+			os.RemoveAll(b.dir)
+		}
 	}
 	os.Exit(code)
 }
 
 // gslbdBinary builds ./cmd/gslbd once and returns its path.
-func gslbdBinary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "gslbd-e2e-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "gslbd")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+func gslbdBinary(t testing.TB) string { return plainBin.get(t) }
 
 // freePort asks the kernel for a port free on host for TCP (and UDP when
 // udp is set). Another process may take it before we use it; on loopback in
@@ -81,12 +93,16 @@ func freePort(t testing.TB, host string, udp bool) int {
 
 // testNode is one `gslbd serve` process with its own directory.
 type testNode struct {
-	t        testing.TB
-	Name     string
-	Dir      string
-	DNS      string // 127.0.0.1:port
-	Admin    string // http://127.0.0.1:port
-	Cluster  string // 127.0.0.1:port
+	t       testing.TB
+	Name    string
+	Dir     string
+	DNS     string // 127.0.0.1:port
+	Admin   string // http://127.0.0.1:port
+	Cluster string // 127.0.0.1:port
+	// Bin and Env, when set before Start, are the binary to run instead
+	// of the plain build and variables added to its environment.
+	Bin      string
+	Env      []string
 	cmd      *exec.Cmd
 	logBuf   *syncBuffer
 	waitDone chan struct{}
@@ -195,8 +211,15 @@ func tail(s string, lines int) string {
 // Start runs `gslbd serve` and waits until its admin API answers.
 func (n *testNode) Start() {
 	n.t.Helper()
-	n.cmd = exec.Command(gslbdBinary(n.t), "serve", "-config", filepath.Join(n.Dir, "gslbd.toml"), "-log-level", "debug")
+	bin := n.Bin
+	if bin == "" {
+		bin = gslbdBinary(n.t)
+	}
+	n.cmd = exec.Command(bin, "serve", "-config", filepath.Join(n.Dir, "gslbd.toml"), "-log-level", "debug")
 	n.cmd.Dir = os.TempDir()
+	if len(n.Env) > 0 {
+		n.cmd.Env = append(os.Environ(), n.Env...)
+	}
 	n.cmd.Stdout = n.logBuf
 	n.cmd.Stderr = n.logBuf
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -63,6 +63,7 @@ type meshStatus struct {
 			Addresses []struct {
 				Address string
 				Verdict string
+				Drained bool
 				Votes   map[string]string
 			}
 		}
