@@ -343,3 +343,39 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 	t.Fatalf("%s: not within %v", what, within)
 	return 0
 }
+
+// probedPool is pool file "web": weighted, answering up to every address,
+// one site per address (named a, b, c, …), each probed every 200 ms by a
+// check of type typ ("tcp", or "http" on /healthz) on port, rise 1, fall 2.
+func probedPool(typ string, port int, addrs ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[web]\npolicy = \"weighted\"\nanswers = %d\n\n[web.check]\ntype = %q\nport = %d\n", len(addrs), typ, port)
+	if typ == "http" {
+		b.WriteString("path = \"/healthz\"\n")
+	}
+	b.WriteString("interval = \"200ms\"\ntimeout = \"150ms\"\nrise = 1\nfall = 2\n")
+	for i, a := range addrs {
+		fmt.Fprintf(&b, "\n[[web.sites]]\nname = %q\naddresses = [%q]\n", string(rune('a'+i)), a)
+	}
+	return b.String()
+}
+
+// startNodes starts count `gslbd serve` processes named ns1, ns2, …, each
+// joining those before it; setup, when set, adjusts each before it starts.
+func startNodes(t *testing.T, count int, files nodeFiles, setup func(*testNode)) []*testNode {
+	t.Helper()
+	var nodes []*testNode
+	for i := range count {
+		var join []string
+		for _, p := range nodes {
+			join = append(join, p.Cluster)
+		}
+		n := newTestNode(t, fmt.Sprintf("ns%d", i+1), files, "", join)
+		if setup != nil {
+			setup(n)
+		}
+		n.Start()
+		nodes = append(nodes, n)
+	}
+	return nodes
+}

@@ -51,45 +51,12 @@ func TestPartitionAcrossProcesses(t *testing.T) {
 	startUABackend(t, fmt.Sprintf("127.0.0.62:%d", port))
 	startUABackend(t, fmt.Sprintf("127.0.0.63:%d", port))
 	flaky.failFor("ns1", "ns2")
-	pools := fmt.Sprintf(`[web]
-policy = "weighted"
-answers = 3
-
-[web.check]
-type = "http"
-port = %d
-path = "/healthz"
-interval = "200ms"
-timeout = "150ms"
-rise = 1
-fall = 2
-
-[[web.sites]]
-name = "a"
-addresses = ["127.0.0.61"]
-
-[[web.sites]]
-name = "b"
-addresses = ["127.0.0.62"]
-
-[[web.sites]]
-name = "c"
-addresses = ["127.0.0.63"]
-`, port)
-	files := nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": pools}
-	var nodes []*testNode
-	for i := range 3 {
-		var join []string
-		for _, p := range nodes {
-			join = append(join, p.Cluster)
-		}
-		n := newTestNode(t, fmt.Sprintf("ns%d", i+1), files, "", join)
+	files := nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": probedPool("http", port, "127.0.0.61", "127.0.0.62", "127.0.0.63")}
+	nodes := startNodes(t, 3, files, func(n *testNode) {
 		n.setCluster(t, fmt.Sprintf("profile = \"lan\"\nreconnect_interval = %q", partitionReconnect.String()))
 		n.Bin = bin
 		n.Env = []string{"GSLBD_FAULT_CUT_FILE=" + n.cutFile()}
-		n.Start()
-		nodes = append(nodes, n)
-	}
+	})
 
 	// want is what the nodes of one side answer: 127.0.0.61 is down when
 	// most of the side's monitors (ns1, ns2 fail it) say so.
