@@ -59,22 +59,24 @@ func TestConfigDrift(t *testing.T) {
 			strings.Contains(cli, m.Config+" DIFFERS") == drift
 		return ok, got
 	}
+	var last string // what the last failed look saw
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(last)
+		}
+	})
 	check := func(drift bool, what string) {
 		t.Helper()
-		var last string
 		took := eventually(t, 15*time.Second, what, func() bool {
 			for _, p := range pairs {
 				ok, got := differs(p.n, p.peer, drift)
 				if !ok {
-					last = p.n.n.mesh.Addr() + ": " + got
+					last = p.peer + " as seen by the other node: " + got
 					return false
 				}
 			}
 			return true
 		})
-		if t.Failed() {
-			t.Log(last)
-		}
 		t.Logf("%s: %v", what, took.Round(time.Millisecond))
 	}
 	check(true, "each node names the other as serving a different configuration")
