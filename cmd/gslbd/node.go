@@ -112,7 +112,7 @@ func newNode(path string, log *slog.Logger, udpSockets int) (*node, error) {
 			return nil, fmt.Errorf("read mesh key %s: %w", cfg.Cluster.SecretFile, err)
 		}
 	}
-	n.mesh, err = cluster.New(cluster.Options{
+	mopts := cluster.Options{
 		Name:       cfg.Node.Name,
 		Bind:       cfg.Cluster.Bind,
 		Advertise:  cfg.Cluster.Advertise,
@@ -127,7 +127,11 @@ func newNode(path string, log *slog.Logger, udpSockets int) (*node, error) {
 		MonitorsPerTarget: cfg.Health.MonitorsPerTarget,
 		ReconnectInterval: cfg.Cluster.ReconnectInterval,
 		Retention:         cfg.Cluster.Retention,
-	})
+	}
+	if err := faultInjection(&mopts, log); err != nil {
+		return nil, err
+	}
+	n.mesh, err = cluster.New(mopts)
 	if err != nil {
 		return nil, err
 	}
