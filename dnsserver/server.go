@@ -34,10 +34,12 @@
 // sent to; resolvers drop such answers. Listen on specific addresses.
 //
 // A reader blocked in recvmmsg holds its thread in a system call, and the
-// Go scheduler's monitor takes the P away from such a thread (and wakes
-// another thread to hold it) unless a spare P is idle. GOMAXPROCS above
-// UDPSockets avoids that, but measured no better than one socket per P
-// (docs/performance.md), so that stays the default.
+// Go scheduler's monitor takes the P away from such a thread (and then
+// polls every 20 µs for a while) unless a spare P is idle. So a reader
+// blocks only when its queue is empty, reads and sends with raw
+// non-blocking system calls otherwise, and yields every few milliseconds;
+// `gslbd serve` sets GOMAXPROCS one above UDPSockets (docs/performance.md
+// has the profile behind this).
 package dnsserver
 
 import (

@@ -89,7 +89,7 @@ func failover(ctx context.Context, o options, work, gslbdBin, db string, n int, 
 			poolsData{Role: role, Pools: []poolData{pool}}); err != nil {
 			return nil, err
 		}
-		nd.proc, err = procs.start(nd.name, -1, dir, filepath.Join(dir, "gslbd.log"),
+		nd.proc, err = procs.start(nd.name, "", dir, filepath.Join(dir, "gslbd.log"),
 			gslbdBin, "serve", "-config", filepath.Join(dir, "gslbd.toml"))
 		if err != nil {
 			return nil, err

@@ -43,7 +43,7 @@ type options struct {
 	trials     int           // failover trials per setup
 	skip       string        // comma-separated phases to skip: perf, latency, scope, failover, mesh
 	timeout    time.Duration // bound on the whole run
-	serverCPU  int           // CPU the DNS servers are pinned to
+	serverCPU  string        // CPUs the DNS servers are pinned to (taskset list), "" or "-1": none
 	loadCPU    int           // CPU dnsperf is pinned to
 	udpThreads int           // gdnsd udp_threads
 	keep       bool          // keep the work directory
@@ -66,7 +66,7 @@ func main() {
 	flag.IntVar(&o.trials, "failover-trials", 3, "failover trials per setup")
 	flag.StringVar(&o.skip, "skip", "", "phases to skip, comma-separated: perf, dnssec, dnstap, latency, scope, failover, mesh")
 	flag.DurationVar(&o.timeout, "timeout", 6*time.Minute, "bound on the whole run")
-	flag.IntVar(&o.serverCPU, "server-cpu", 1, "CPU the DNS servers are pinned to (-1: no pinning)")
+	flag.StringVar(&o.serverCPU, "server-cpu", "1", "CPUs the DNS servers are pinned to, a taskset `list` such as 1 or 0,1 (-1: no pinning); gslbd opens one UDP socket per CPU, and -gdnsd-udp-threads should match")
 	flag.IntVar(&o.loadCPU, "load-cpu", 0, "CPU dnsperf is pinned to (-1: no pinning)")
 	// One UDP thread, like gslbd's one socket on its one CPU: in trials here
 	// gdnsd answered about 10 % more queries per CPU-second with 1 than

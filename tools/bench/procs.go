@@ -33,11 +33,11 @@ type procSet struct {
 	procs []*proc
 }
 
-// start runs argv (pinned to cpu unless cpu < 0) with its output in
-// logFile.
-func (s *procSet) start(name string, cpu int, dir, logFile string, argv ...string) (*proc, error) {
-	if cpu >= 0 {
-		argv = append([]string{"taskset", "-c", strconv.Itoa(cpu)}, argv...)
+// start runs argv (pinned to the taskset CPU list cpus unless it is ""
+// or "-1") with its output in logFile.
+func (s *procSet) start(name string, cpus string, dir, logFile string, argv ...string) (*proc, error) {
+	if cpus != "" && cpus != "-1" {
+		argv = append([]string{"taskset", "-c", cpus}, argv...)
 	}
 	f, err := os.Create(logFile)
 	if err != nil {

@@ -101,8 +101,8 @@ func (r *report) print(w io.Writer) {
 		m.cpus, m.cpuModel, m.cpuMHz, m.kernel, m.loadStart, loadAvg())
 	fmt.Fprintf(w, "- %s; %s; %s; %s\n", m.gslbdVer, m.gdnsdVer, m.perfVer, m.goVer)
 	fmt.Fprintf(w, "- GeoIP database: %s (%d located networks)\n", m.geoNote, r.netsTotal)
-	if r.opts.serverCPU >= 0 && r.opts.loadCPU >= 0 {
-		fmt.Fprintf(w, "- pinning: servers on CPU %d, dnsperf on CPU %d (taskset)\n", r.opts.serverCPU, r.opts.loadCPU)
+	if r.opts.serverCPU != "" && r.opts.serverCPU != "-1" && r.opts.loadCPU >= 0 {
+		fmt.Fprintf(w, "- pinning: servers on CPU %s, dnsperf on CPU %d (taskset); gdnsd udp_threads = %d\n", r.opts.serverCPU, r.opts.loadCPU, r.opts.udpThreads)
 	} else {
 		fmt.Fprintf(w, "- pinning: none\n")
 	}
