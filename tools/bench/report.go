@@ -151,11 +151,7 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "\n#### DNSSEC: the same mix with DO against the zone signed with an ECDSA P-256 key (%d × %s per server, interleaved)\n\n",
 			u.runs, r.opts.duration)
 		fmt.Fprintf(w, "| | gslbd unsigned, no DO | gslbd signed, DO | signed/unsigned |\n|---|---:|---:|---:|\n")
-		uq, sq := mean(u.qps), mean(sg.qps)
-		fmt.Fprintf(w, "| QPS (mean of runs) | %.0f | %.0f | %s |\n", uq, sq, ratio(sq, uq))
-		fmt.Fprintf(w, "| QPS per run | %s | %s | |\n", floats(u.qps), floats(sg.qps))
-		up, sp := perSec(u.completed, u.serverCPU), perSec(sg.completed, sg.serverCPU)
-		fmt.Fprintf(w, "| queries per server CPU-second | %.0f | %.0f | %s |\n", up, sp, ratio(sp, up))
+		abRows(w, u, sg)
 		fmt.Fprintf(w, "| avg latency, saturated (ms) | %.3f | %.3f | |\n", ms(u.lat), ms(sg.lat))
 		fmt.Fprintf(w, "| queries lost | %d of %d | %d of %d | |\n", u.lost, u.sent, sg.lost, sg.sent)
 	}
@@ -164,11 +160,7 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "\n#### dnstap on vs off (%d × %s per server, interleaved ABBA, same pinning and query mix)\n\n", off.runs, r.opts.duration)
 		fmt.Fprintf(w, "Two gslbd processes with the same configuration, one with `[dnstap] file` (queries and responses), measured in alternation.\n\n")
 		fmt.Fprintf(w, "| | dnstap off | dnstap on | on/off |\n|---|---:|---:|---:|\n")
-		fq, nq := mean(off.qps), mean(on.qps)
-		fmt.Fprintf(w, "| QPS (mean of runs) | %.0f | %.0f | %s |\n", fq, nq, ratio(nq, fq))
-		fmt.Fprintf(w, "| QPS per run | %s | %s | |\n", floats(off.qps), floats(on.qps))
-		fp, np := perSec(off.completed, off.serverCPU), perSec(on.completed, on.serverCPU)
-		fmt.Fprintf(w, "| queries per server CPU-second | %.0f | %.0f | %s |\n", fp, np, ratio(np, fp))
+		abRows(w, off, on)
 		fmt.Fprintf(w, "| avg latency, saturated (ms) | %.3f | %.3f | %s |\n", ms(off.lat), ms(on.lat), ratio(ms(on.lat), ms(off.lat)))
 		fmt.Fprintf(w, "| queries lost | %d of %d | %d of %d | |\n", off.lost, off.sent, on.lost, on.sent)
 		fmt.Fprintf(w, "\ndnstap node after its runs (warm-up included): %s; file %.1f MiB.\n", r.dnstapMetrics, float64(r.dnstapBytes)/(1<<20))
@@ -178,11 +170,7 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "\n#### gslbd (%s) vs gslbd-compare (%s) (%d × %s per server, interleaved ABBA, same pinning and query mix)\n\n",
 			r.opts.gslbd, r.opts.compare, a.runs, r.opts.duration)
 		fmt.Fprintf(w, "| | gslbd | gslbd-compare | compare/gslbd |\n|---|---:|---:|---:|\n")
-		aq, bq := mean(a.qps), mean(b.qps)
-		fmt.Fprintf(w, "| QPS (mean of runs) | %.0f | %.0f | %s |\n", aq, bq, ratio(bq, aq))
-		fmt.Fprintf(w, "| QPS per run | %s | %s | |\n", floats(a.qps), floats(b.qps))
-		ap, bp := perSec(a.completed, a.serverCPU), perSec(b.completed, b.serverCPU)
-		fmt.Fprintf(w, "| queries per server CPU-second | %.0f | %.0f | %s |\n", ap, bp, ratio(bp, ap))
+		abRows(w, a, b)
 		fmt.Fprintf(w, "| server CPU s / queries per CPU-s, per run | %s | %s | |\n", cpuRuns(r.compare, "gslbd"), cpuRuns(r.compare, "gslbd-compare"))
 		fmt.Fprintf(w, "| queries lost | %d of %d | %d of %d | |\n", a.lost, a.sent, b.lost, b.sent)
 	}
@@ -259,6 +247,16 @@ func (r *report) print(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\n(bench ran %s)\n", r.elapsed.Round(time.Second))
+}
+
+// abRows writes the rows every two-gslbd table shares: QPS, the runs'
+// QPS and queries per server CPU-second, each with b over a.
+func abRows(w io.Writer, a, b agg) {
+	aq, bq := mean(a.qps), mean(b.qps)
+	fmt.Fprintf(w, "| QPS (mean of runs) | %.0f | %.0f | %s |\n", aq, bq, ratio(bq, aq))
+	fmt.Fprintf(w, "| QPS per run | %s | %s | |\n", floats(a.qps), floats(b.qps))
+	ap, bp := perSec(a.completed, a.serverCPU), perSec(b.completed, b.serverCPU)
+	fmt.Fprintf(w, "| queries per server CPU-second | %.0f | %.0f | %s |\n", ap, bp, ratio(bp, ap))
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
