@@ -59,7 +59,7 @@ func (s *Server) Explain(name string, qtype uint16, client netip.Addr, ecsPrefix
 	tr := zones.NewTrace(qtype, zones.Client{Addr: client})
 	tr.Name = name
 	// As over TCP: the whole answer, never truncated.
-	resp := s.handle(make([]byte, 0, maxTCP), pkt, netip.AddrPortFrom(client, 0), true, tr)
+	resp := s.handle(make([]byte, 0, maxTCP), pkt, netip.AddrPortFrom(client, 0), true, 0, tr)
 	if resp == nil {
 		return nil, fmt.Errorf("explain: the server dropped the query for %s", name)
 	}

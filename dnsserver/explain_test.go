@@ -184,11 +184,11 @@ func TestExplainErrors(t *testing.T) {
 func TestExplainCountsNoQueries(t *testing.T) {
 	s := handlerFixture(t)
 	z := s.state.Load().t.zones[string(wireName("gslb.example.com."))]
-	before := z.ctr.q[qtypeIndex(dns.TypeA)][rcNoError].Load()
+	before := z.ctr.load(qtypeIndex(dns.TypeA), rcNoError)
 	if _, err := s.Explain("www.gslb.example.com.", dns.TypeA, netip.MustParseAddr("127.0.0.1"), -1); err != nil {
 		t.Fatal(err)
 	}
-	if after := z.ctr.q[qtypeIndex(dns.TypeA)][rcNoError].Load(); after != before {
+	if after := z.ctr.load(qtypeIndex(dns.TypeA), rcNoError); after != before {
 		t.Errorf("A/NOERROR counter went from %d to %d", before, after)
 	}
 }

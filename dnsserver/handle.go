@@ -23,6 +23,7 @@ const (
 // (its name lower-cased into lname for lookups; the original bytes are
 // echoed so 0x20 case randomisation survives) and the OPT/ECS record.
 type query struct {
+	shard  int // the counter cells of the reader that took it
 	id     uint16
 	flags  uint16
 	qEnd   int // end offset of the question in the packet
@@ -67,22 +68,25 @@ type query struct {
 // It is safe for concurrent use and allocates nothing for well-formed
 // queries once warmed up.
 func (s *Server) Handle(dst, pkt []byte, src netip.AddrPort, tcp bool) []byte {
-	return s.handle(dst, pkt, src, tcp, nil)
+	return s.handle(dst, pkt, src, tcp, 0, nil)
 }
 
 // handle is Handle with a trace hook: nil on the hot path; Explain sets it
 // to have the resolver record each decision, and then leaves the query
 // counters alone (an explain request is not a query).
-func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones.Trace) []byte {
+//
+// shard selects the counter cells: a UDP reader's own, 0 for the rest.
+func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, shard int, tr *zones.Trace) []byte {
+	hot := &s.ctr.hot[shard]
 	// Junk is judged on the 12-byte header alone and dropped without a
 	// reply: answering it would make us an amplifier, and a reply to a
 	// response could start a loop between two servers.
 	if len(pkt) < headerLen || pkt[2]&0x80 != 0 {
-		s.ctr.dropped.Add(1)
+		hot.dropped.Add(1)
 		return nil
 	}
 	var q query
-	q.src, q.zoff = src.Addr().Unmap(), -1
+	q.src, q.zoff, q.shard = src.Addr().Unmap(), -1, shard
 	if !tcp {
 		q.rrl = s.rrl.Load()
 	}
@@ -151,7 +155,7 @@ func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones
 		return s.finish(&w, &q, pkt, rcBadVers)
 	}
 	if q.ecs && tr == nil {
-		s.ctr.ecs.Add(1)
+		hot.ecs.Add(1)
 	}
 
 	st := s.state.Load()
@@ -232,9 +236,9 @@ func (s *Server) handle(dst, pkt []byte, src netip.AddrPort, tcp bool, tr *zones
 		return s.writeTail(&w, &q, 1, rc, r.aa, r.scope)
 	}
 	if w.tc && !tcp {
-		s.ctr.truncated.Add(1)
+		hot.truncated.Add(1)
 	}
-	z.ctr.q[qtypeIndex(q.qtype)][rc].Add(1)
+	z.ctr.add(shard, qtypeIndex(q.qtype), rc)
 	return s.writeTail(&w, &q, 1, rc, r.aa, r.scope)
 }
 
@@ -249,7 +253,7 @@ func (s *Server) finish(w *writer, q *query, pkt []byte, rc int) []byte {
 		w.n = q.qEnd
 		qd = 1
 	}
-	s.ctr.noZone.q[qtypeIndex(q.qtype)][rc].Add(1)
+	s.ctr.noZone.add(q.shard, qtypeIndex(q.qtype), rc)
 	return s.writeTail(w, q, qd, rc, false, 0)
 }
 

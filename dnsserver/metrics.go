@@ -65,8 +65,67 @@ const (
 // rcodeWire is the 12-bit rcode of each counted index.
 var rcodeWire = [...]int{dns.RcodeSuccess, dns.RcodeFormatError, dns.RcodeServerFailure, dns.RcodeNameError, dns.RcodeNotImplemented, dns.RcodeRefused, dns.RcodeBadVers, dns.RcodeBadCookie}
 
+// Hot counters are kept per shard: one shard per UDP reader, and shard 0
+// for TCP, Handle's other callers and everything not on a reader. A
+// reader adds only to its own cells, so on N cores the readers never
+// pull the same cache line back and forth; a scrape sums the shards.
+
+// cacheLine is the size the shards are padded to.
+const cacheLine = 64
+
+// zoneShard is one shard's query counts of a zone: 12 × 8 counters, 768
+// bytes, a whole number of cache lines.
+type zoneShard [len(qtypeNames)][len(rcodeNames)]atomic.Uint64
+
 type zoneCounters struct {
-	q [len(qtypeNames)][len(rcodeNames)]atomic.Uint64
+	s []zoneShard
+}
+
+func newZoneCounters(shards int) *zoneCounters {
+	return &zoneCounters{s: make([]zoneShard, shards)}
+}
+
+func (z *zoneCounters) add(shard, qt, rc int) { z.s[shard][qt][rc].Add(1) }
+
+func (z *zoneCounters) load(qt, rc int) uint64 {
+	var n uint64
+	for i := range z.s {
+		n += z.s[i][qt][rc].Load()
+	}
+	return n
+}
+
+// paddedCounter is a counter alone on its cache line.
+type paddedCounter struct {
+	atomic.Uint64
+	_ [cacheLine - 8]byte
+}
+
+// shardedCounter is one counter with a cell per shard.
+type shardedCounter struct {
+	s []paddedCounter
+}
+
+func newShardedCounter(shards int) *shardedCounter {
+	return &shardedCounter{s: make([]paddedCounter, shards)}
+}
+
+func (c *shardedCounter) add(shard int) { c.s[shard].Add(1) }
+
+func (c *shardedCounter) load() uint64 {
+	var n uint64
+	for i := range c.s {
+		n += c.s[i].Load()
+	}
+	return n
+}
+
+// hotCounters are the per-query counters of one shard outside the zones.
+type hotCounters struct {
+	ecs       atomic.Uint64
+	truncated atomic.Uint64
+	dropped   atomic.Uint64
+	_         [cacheLine - 24]byte
 }
 
 // counterSet owns every counter of a Server.
@@ -74,12 +133,11 @@ type counterSet struct {
 	mu    sync.Mutex // guards the maps, taken at Publish and scrape, never per query
 	zones map[string]*zoneCounters
 	// sites by pool name, then site name
-	sites map[string]map[string]*atomic.Uint64
+	sites map[string]map[string]*shardedCounter
 
-	noZone     zoneCounters // queries answered outside every zone, or before any header sense
-	ecs        atomic.Uint64
-	truncated  atomic.Uint64
-	dropped    atomic.Uint64
+	shards     int
+	noZone     *zoneCounters // queries answered outside every zone, or before any header sense
+	hot        []hotCounters // by shard
 	tcpOpened  atomic.Uint64
 	tcpRefused atomic.Uint64
 	// tcpSourceRefused counts the refusals due to the per-source cap.
@@ -96,8 +154,33 @@ type counterSet struct {
 	sigs *dnssec.Cache
 }
 
-func newCounterSet() *counterSet {
-	return &counterSet{zones: map[string]*zoneCounters{}, sites: map[string]map[string]*atomic.Uint64{}}
+// newCounterSet makes counters with the given number of shards (at least 1).
+func newCounterSet(shards int) *counterSet {
+	shards = max(shards, 1)
+	return &counterSet{zones: map[string]*zoneCounters{}, sites: map[string]map[string]*shardedCounter{},
+		shards: shards, noZone: newZoneCounters(shards), hot: make([]hotCounters, shards)}
+}
+
+// ecs, truncated and dropped sum the hot counters over the shards.
+func (c *counterSet) ecs() (n uint64) {
+	for i := range c.hot {
+		n += c.hot[i].ecs.Load()
+	}
+	return n
+}
+
+func (c *counterSet) truncated() (n uint64) {
+	for i := range c.hot {
+		n += c.hot[i].truncated.Load()
+	}
+	return n
+}
+
+func (c *counterSet) dropped() (n uint64) {
+	for i := range c.hot {
+		n += c.hot[i].dropped.Load()
+	}
+	return n
 }
 
 func (c *counterSet) zone(origin string) *zoneCounters {
@@ -105,23 +188,23 @@ func (c *counterSet) zone(origin string) *zoneCounters {
 	defer c.mu.Unlock()
 	z := c.zones[origin]
 	if z == nil {
-		z = &zoneCounters{}
+		z = newZoneCounters(c.shards)
 		c.zones[origin] = z
 	}
 	return z
 }
 
-func (c *counterSet) site(pool, site string) *atomic.Uint64 {
+func (c *counterSet) site(pool, site string) *shardedCounter {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := c.sites[pool]
 	if m == nil {
-		m = map[string]*atomic.Uint64{}
+		m = map[string]*shardedCounter{}
 		c.sites[pool] = m
 	}
 	s := m[site]
 	if s == nil {
-		s = &atomic.Uint64{}
+		s = newShardedCounter(c.shards)
 		m[site] = s
 	}
 	return s
@@ -167,7 +250,7 @@ func (c *counterSet) Collect(ch chan<- prometheus.Metric) {
 	}
 	type siteCell struct {
 		pool, site string
-		v          *atomic.Uint64
+		v          *shardedCounter
 	}
 	var sites []siteCell
 	for p, m := range c.sites {
@@ -178,24 +261,24 @@ func (c *counterSet) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Unlock()
 
 	emit := func(origin string, z *zoneCounters) {
-		for qi := range z.q {
-			for ri := range z.q[qi] {
-				if v := z.q[qi][ri].Load(); v > 0 {
+		for qi := range len(qtypeNames) {
+			for ri := range len(rcodeNames) {
+				if v := z.load(qi, ri); v > 0 {
 					ch <- prometheus.MustNewConstMetric(descQueries, prometheus.CounterValue, float64(v), origin, qtypeNames[qi], rcodeNames[ri])
 				}
 			}
 		}
 	}
-	emit("", &c.noZone)
+	emit("", c.noZone)
 	for i, o := range origins {
 		emit(o, zs[i])
 	}
 	for _, s := range sites {
-		ch <- prometheus.MustNewConstMetric(descAnswers, prometheus.CounterValue, float64(s.v.Load()), s.pool, s.site)
+		ch <- prometheus.MustNewConstMetric(descAnswers, prometheus.CounterValue, float64(s.v.load()), s.pool, s.site)
 	}
-	ch <- prometheus.MustNewConstMetric(descECS, prometheus.CounterValue, float64(c.ecs.Load()))
-	ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(c.truncated.Load()))
-	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.dropped.Load()))
+	ch <- prometheus.MustNewConstMetric(descECS, prometheus.CounterValue, float64(c.ecs()))
+	ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(c.truncated()))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.dropped()))
 	ch <- prometheus.MustNewConstMetric(descTCPOpened, prometheus.CounterValue, float64(c.tcpOpened.Load()))
 	ch <- prometheus.MustNewConstMetric(descTCPRefused, prometheus.CounterValue, float64(c.tcpRefused.Load()))
 	ch <- prometheus.MustNewConstMetric(descTCPSource, prometheus.CounterValue, float64(c.tcpSourceRefused.Load()))

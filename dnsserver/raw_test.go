@@ -144,13 +144,13 @@ func TestRawPackets(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			before := s.ctr.dropped.Load()
+			before := s.ctr.dropped()
 			resp := udpRaw(t, addr, tc.pkt)
 			if tc.drop {
 				if resp != nil {
 					t.Fatalf("got a reply to junk: % x", resp)
 				}
-				if s.ctr.dropped.Load() == before {
+				if s.ctr.dropped() == before {
 					t.Error("drop not counted")
 				}
 				return
@@ -209,8 +209,8 @@ func TestTruncationThenTCP(t *testing.T) {
 	if !r.Truncated || r.IsEdns0() == nil || len(r.Answer) != 0 {
 		t.Fatalf("UDP with EDNS 512: TC %v, OPT %v, %d answers", r.Truncated, r.IsEdns0() != nil, len(r.Answer))
 	}
-	if s.ctr.truncated.Load() < 2 {
-		t.Errorf("truncations counted %d, want 2", s.ctr.truncated.Load())
+	if s.ctr.truncated() < 2 {
+		t.Errorf("truncations counted %d, want 2", s.ctr.truncated())
 	}
 	tcp := &dns.Client{Net: "tcp", Timeout: 2 * time.Second}
 	r, _, err = tcp.Exchange(q, addr)

@@ -190,7 +190,7 @@ func (r *resolver) pool(s *Server, client zones.Client, n *node, o owner, name [
 		r.putAddrs(s, o, name, res.TTL, res.Addrs)
 		if r.tr == nil && res.Pool != nil && res.Site != nil && res.Pool.Index < len(r.st.t.sites) {
 			if cells := r.st.t.sites[res.Pool.Index]; res.Site.Index < len(cells) {
-				cells[res.Site.Index].Add(1)
+				cells[res.Site.Index].add(r.q.shard)
 			}
 		}
 	}

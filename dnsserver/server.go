@@ -194,7 +194,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server {
 	s := &Server{
 		cfg:     cfg,
 		log:     log.With("component", "dns"),
-		ctr:     newCounterSet(),
+		ctr:     newCounterSet(1 + len(cfg.Listen)*cfg.UDPSockets),
 		conns:   map[net.Conn]struct{}{},
 		sources: map[netip.Addr]int{},
 		raw:     map[int]struct{}{},
@@ -274,7 +274,7 @@ func (s *Server) compile(snap *zones.Snapshot) (*table, error) {
 // check` and nodes without DNS listeners reject the records a server
 // would fail to pack.
 func Check(snap *zones.Snapshot) error {
-	_, err := compile(snap, newCounterSet())
+	_, err := compile(snap, newCounterSet(1))
 	return err
 }
 
@@ -294,9 +294,9 @@ func (s *Server) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, c := range s.udp {
+	for i, c := range s.udp {
 		s.wg.Add(1)
-		go s.serveUDP(c)
+		go s.serveUDP(c, 1+i) // counter shard 0 is TCP's and Handle's
 	}
 	for _, l := range s.tcp {
 		s.wg.Add(1)
@@ -428,18 +428,19 @@ const defaultUDPBatch = 64
 
 // serveUDP is one socket's reader: batched where the system allows it,
 // else the portable loop.
-func (s *Server) serveUDP(c *net.UDPConn) {
+// shard is the reader's own set of counter cells.
+func (s *Server) serveUDP(c *net.UDPConn, shard int) {
 	defer s.wg.Done()
 	defer c.Close()
-	if haveBatch && s.cfg.UDPBatch > 1 && s.serveUDPBatch(c, s.cfg.UDPBatch) {
+	if haveBatch && s.cfg.UDPBatch > 1 && s.serveUDPBatch(c, s.cfg.UDPBatch, shard) {
 		return
 	}
-	s.serveUDPEach(c)
+	s.serveUDPEach(c, shard)
 }
 
 // serveUDPEach reads and answers one datagram per pair of system calls.
 // Its two buffers are its own for life, so the loop allocates nothing.
-func (s *Server) serveUDPEach(c *net.UDPConn) {
+func (s *Server) serveUDPEach(c *net.UDPConn, shard int) {
 	in := make([]byte, maxTCP)
 	out := make([]byte, 0, max(maxTCP, int(s.cfg.UDPSize)))
 	tap, local := s.tapFor(c.LocalAddr())
@@ -459,7 +460,7 @@ func (s *Server) serveUDPEach(c *net.UDPConn) {
 		if tap != nil {
 			qt = time.Now()
 		}
-		resp := s.Handle(out[:0], in[:n], src, false)
+		resp := s.handle(out[:0], in[:n], src, false, shard, nil)
 		if tap != nil {
 			tap.Log(in[:n], resp, src, local, false, qt)
 		}

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"github.com/miekg/dns"
 
@@ -27,7 +26,7 @@ type table struct {
 	// of the per-query scratch slice, so Select never grows it.
 	maxAddrs int
 	// sites counts pool answers: [Pool.Index][Site.Index].
-	sites [][]*atomic.Uint64
+	sites [][]*shardedCounter
 	// hinfo is the RFC 8482 §4.2 answer to ANY at a name with only pool data.
 	hinfo *rrset
 }
@@ -107,7 +106,7 @@ func compile(snap *zones.Snapshot, ctrs *counterSet) (*table, error) {
 			total += len(s.Addrs)
 		}
 		t.maxAddrs = max(t.maxAddrs, n, total)
-		cells := make([]*atomic.Uint64, len(p.Sites))
+		cells := make([]*shardedCounter, len(p.Sites))
 		for i, site := range p.Sites {
 			cells[i] = ctrs.site(p.Name, site.Name)
 		}

@@ -170,7 +170,7 @@ func sourceAddr(sa *unix.RawSockaddrInet6, namelen uint32) (netip.AddrPort, bool
 //
 // It returns false, with c untouched, when the socket cannot be detached;
 // the caller then serves it with the portable loop.
-func (s *Server) serveUDPBatch(c *net.UDPConn, n int) bool {
+func (s *Server) serveUDPBatch(c *net.UDPConn, n, shard int) bool {
 	tap, local := s.tapFor(c.LocalAddr())
 	fd, err := s.detach(c)
 	if err != nil {
@@ -210,19 +210,19 @@ func (s *Server) serveUDPBatch(c *net.UDPConn, n int) bool {
 		for i := range got {
 			h := &b.rhdr[i]
 			if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
-				s.ctr.dropped.Add(1)
+				s.ctr.hot[shard].dropped.Add(1)
 				continue
 			}
 			src, ok := sourceAddr(&b.names[i], h.Hdr.Namelen)
 			if !ok {
-				s.ctr.dropped.Add(1)
+				s.ctr.hot[shard].dropped.Add(1)
 				continue
 			}
 			pkt := b.in[i*batchInLen : i*batchInLen+int(h.Len)]
 			// The slot's capacity ends where the next begins, so Handle
 			// can never write into a neighbour's answer.
 			dst := b.out[i*b.outLn : i*b.outLn : (i+1)*b.outLn]
-			resp := s.Handle(dst, pkt, src, false)
+			resp := s.handle(dst, pkt, src, false, shard, nil)
 			if tap != nil {
 				tap.Log(pkt, resp, src, local, false, qt)
 			}

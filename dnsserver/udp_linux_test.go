@@ -24,11 +24,11 @@ func TestUDPBatchOversize(t *testing.T) {
 	if len(big) <= batchInLen {
 		t.Fatalf("test datagram has %d bytes, want more than %d", len(big), batchInLen)
 	}
-	before := s.ctr.dropped.Load()
+	before := s.ctr.dropped()
 	if r := udpRaw(t, addr, big); r != nil {
 		t.Fatalf("a %d-byte datagram was answered (%d bytes); want it dropped", len(big), len(r))
 	}
-	if got := s.ctr.dropped.Load() - before; got != 1 {
+	if got := s.ctr.dropped() - before; got != 1 {
 		t.Errorf("dropped counter rose by %d, want 1", got)
 	}
 	// Just within a slot: answered.
@@ -76,5 +76,38 @@ func TestUDPBatchShutdownWakes(t *testing.T) {
 	defer s.mu.Unlock()
 	if len(s.raw) != 0 {
 		t.Errorf("%d detached sockets left open after shutdown", len(s.raw))
+	}
+}
+
+// TestUDPCountersPerReader sends queries from many client sockets to two
+// SO_REUSEPORT readers: each reader counts in its own shard (the kernel
+// spreads the clients over both), and the shards add up to every query.
+func TestUDPCountersPerReader(t *testing.T) {
+	s, addr := startServer(t, Config{UDPSockets: 2})
+	const clients = 32
+	q := pack(t, mkQuery("static.gslb.example.com.", dns.TypeA))
+	for range clients {
+		if r := udpRaw(t, addr, q); r == nil {
+			t.Fatal("query not answered")
+		}
+	}
+	z := s.state.Load().t.zones[string(wireName("gslb.example.com."))]
+	if z == nil {
+		t.Fatal("zone gslb.example.com. not compiled")
+	}
+	// udpRaw sends a probe query after each packet: two per client.
+	if got := z.ctr.load(qtypeIndex(dns.TypeA), rcNoError); got != 2*clients {
+		t.Errorf("A NOERROR counted %d, want %d", got, 2*clients)
+	}
+	if len(z.ctr.s) != 3 {
+		t.Fatalf("%d counter shards, want 3 (TCP and two readers)", len(z.ctr.s))
+	}
+	for i := 1; i < 3; i++ {
+		if n := z.ctr.s[i][qtypeIndex(dns.TypeA)][rcNoError].Load(); n == 0 {
+			t.Errorf("reader shard %d counted nothing: the kernel gave every one of %d clients to the other reader?", i, clients)
+		}
+	}
+	if n := z.ctr.s[0][qtypeIndex(dns.TypeA)][rcNoError].Load(); n != 0 {
+		t.Errorf("shard 0 (TCP) counted %d UDP queries", n)
 	}
 }

@@ -10,7 +10,7 @@ const haveBatch = false
 
 // serveUDPBatch reports that this system cannot batch, so serveUDP uses
 // the portable loop.
-func (s *Server) serveUDPBatch(c *net.UDPConn, n int) bool { return false }
+func (s *Server) serveUDPBatch(c *net.UDPConn, n, shard int) bool { return false }
 
 // wakeRawLocked has nothing to wake: no socket is detached here.
 func (s *Server) wakeRawLocked() {}
