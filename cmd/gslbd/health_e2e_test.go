@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"net"
 	"slices"
 	"strconv"
@@ -77,26 +76,7 @@ func (b *tcpBackend) stop() {
 // "verdict changed" log line, and starting it again brings it back.
 func TestHealthDrivesAnswers(t *testing.T) {
 	a, port := startTCPBackendPair(t, "127.0.0.41", "127.0.0.42")
-	pools := fmt.Sprintf(`[web]
-policy = "weighted"
-answers = 2
-
-[web.check]
-type = "tcp"
-port = %d
-interval = "200ms"
-timeout = "150ms"
-rise = 1
-fall = 2
-
-[[web.sites]]
-name = "a"
-addresses = ["127.0.0.41"]
-
-[[web.sites]]
-name = "b"
-addresses = ["127.0.0.42"]
-`, port)
+	pools := probedPool("tcp", port, "127.0.0.41", "127.0.0.42")
 	n := startInproc(t, "health", nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": pools}, "", nil, nil)
 	answers := func() []string { return answerAddrs(exchange(t, n.DNS, "www.gslb.test.", dns.TypeA, "")) }
 	both := []string{"127.0.0.41", "127.0.0.42"}

@@ -194,14 +194,6 @@ func median(d []time.Duration) time.Duration {
 	return s[len(s)/2].Round(time.Millisecond)
 }
 
-func roundAll(d []time.Duration) []time.Duration {
-	out := make([]time.Duration, len(d))
-	for i, x := range d {
-		out[i] = x.Round(time.Millisecond)
-	}
-	return out
-}
-
 func acceptAll(l net.Listener) {
 	for {
 		c, err := l.Accept()
