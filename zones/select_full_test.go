@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"gslbd/geo"
+	"gslbd/internal/cputime"
 )
 
 // The tests here measure selection on a full-size City database from
@@ -126,17 +127,17 @@ func knownClients(db *geo.DB, n int, seed uint64) []netip.Addr {
 // have the client's site order.
 func TestSelectFull(t *testing.T) {
 	path := fullDB(t)
-	t0 := cpuTime()
+	t0 := cputime.Now()
 	s := loadFull(t, path)
-	loadCPU := cpuTime() - t0
+	loadCPU := cputime.Now() - t0
 	info := s.Geo.Info()
 	t.Logf("database %s: %d ranges, %d locations, geo.Open %v; whole load (geo.Open + tables) CPU %v",
 		info.Type, info.Ranges, info.Locations, info.LoadDuration.Round(1e6), loadCPU.Round(1e6))
 	for _, name := range []string{"geo3", "geo20"} {
 		p := s.Pools[name]
-		c0 := cpuTime()
+		c0 := cputime.Now()
 		p.prepareGeo(s.Geo) // again, to time it alone
-		cpu := cpuTime() - c0
+		cpu := cputime.Now() - c0
 		orderBytes := 0
 		for _, o := range p.sel.geoOrders {
 			orderBytes += 8*len(o) + 24
@@ -229,10 +230,10 @@ func benchSelect(b *testing.B, v *View, p *Pool, qtype uint16, cs []Client) {
 	dst := make([]netip.Addr, 0, 8)
 	b.ReportAllocs()
 	i := 0
-	c0 := cpuTime()
+	c0 := cputime.Now()
 	for b.Loop() {
 		v.Select(p, qtype, cs[i%len(cs)], dst)
 		i++
 	}
-	b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Now()-c0)/float64(b.N), "cpu-ns/op")
 }
