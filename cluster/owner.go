@@ -294,12 +294,14 @@ func (m *Mesh) settle(mon string, ms *monitorState, key string, r *record, now t
 	m.setCounted(ms, key, r, m.counts(mon, ms, key, r, now))
 }
 
-// settleMonitor settles every record of mon.
+// settleMonitor settles every record of mon and rebuilds its expiry
+// queues.
 func (m *Mesh) settleMonitor(mon string, now time.Time) {
 	if ms := m.st.monitors[mon]; ms != nil {
 		for key, r := range ms.entries {
 			m.settle(mon, ms, key, r, now)
 		}
+		m.retrack(mon, ms)
 	}
 }
 
@@ -328,7 +330,9 @@ func (m *Mesh) putEntry(mon, key string, e entry, now time.Time) bool {
 	}
 	m.st.mergeEntry(mon, key, e, now)
 	ms = m.st.monitors[mon]
-	m.settle(mon, ms, key, ms.entries[key], now)
+	r := ms.entries[key]
+	m.settle(mon, ms, key, r, now)
+	m.track(mon, ms, key, r)
 	return true
 }
 
@@ -340,22 +344,6 @@ func (m *Mesh) confirm(mon string, ms *monitorState, now time.Time) {
 	ms.lastHeard = now
 	if now.Sub(prev) > minWindow {
 		m.settleMonitor(mon, now)
-	}
-}
-
-// sweep uncounts records that went stale. Only monitors that have not
-// confirmed within the shortest window can hold stale records, so a mesh
-// whose monitors all announce costs one comparison per monitor.
-func (m *Mesh) sweep(now time.Time) {
-	for mon, ms := range m.st.monitors {
-		if mon == m.opts.Name || ms.counted == 0 || now.Sub(ms.confirmed) <= minWindow {
-			continue
-		}
-		for key, r := range ms.entries {
-			if r.counted {
-				m.settle(mon, ms, key, r, now)
-			}
-		}
 	}
 }
 

@@ -82,6 +82,11 @@ type monitorState struct {
 	lastHeard time.Time
 	// counted is how many of entries are counted in tallies.
 	counted int
+	// expiry holds the records by freshness window, in the order they
+	// expire (see expiry.go); queued counts its items, replaced and
+	// removed records included until they are dropped.
+	expiry []*expiryQueue
+	queued int
 }
 
 func (ms *monitorState) digest() (n int, h uint64) { return len(ms.entries), ms.hash }
