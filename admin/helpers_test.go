@@ -162,6 +162,11 @@ func newMemMesh(members ...string) *memMesh {
 	for i, name := range members {
 		ms = append(ms, Member{Name: name, Address: "127.0.0." + string(rune('1'+i)) + ":7946", State: "alive"})
 	}
+	return memMeshOf(ms...)
+}
+
+// memMeshOf is a memMesh of the given members.
+func memMeshOf(ms ...Member) *memMesh {
 	return clustertest.New(func(pool, site string, addr netip.Addr) Drain {
 		return Drain{Pool: pool, Site: site, Addr: addr}
 	}, ms...)
@@ -232,7 +237,10 @@ func newFixture(t testing.TB, token string) *fixture {
 	files["gslbd.toml"] = strings.Replace(files["gslbd.toml"], "CITY_DB", db, 1)
 	path := writeConfig(t, files)
 	snap := loadSnapshot(t, path)
-	mesh := newMemMesh("ns1", "ns2", "ns3")
+	// ns2 serves this node's files, ns3 others (config drift).
+	ms := newMemMesh("ns1", "ns2", "ns3").Members()
+	ms[0].Config, ms[1].Config, ms[2].Config = snap.ConfigDigest, snap.ConfigDigest, "0123456789abcdef"
+	mesh := memMeshOf(ms...)
 	iad := keyOf(t, snap, "198.51.100.10")
 	mesh.Vote(iad, "ns1", false)
 	mesh.Vote(iad, "ns2", false)

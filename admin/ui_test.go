@@ -117,6 +117,10 @@ func TestStatusPageChromium(t *testing.T) {
 		`<svg viewBox="0 0 360 142" class="map"`,
 		`<circle cx="188.68" cy="33.89"`, // fra at 50.11N 8.68E
 		`class="live ok"`,
+		// Config drift: ns3 serves other files than this node and ns2.
+		`<td class="mono config">0123456789abcdef<span> <span class="pill down">differs</span></span></td>`,
+		`<td class="mono config">` + f.src.snap.ConfigDigest + `</td>`,
+		`<p class="divergent bad">serving a different configuration than this node (` + f.src.snap.ConfigDigest + `): ns3</p>`,
 	}
 	if fetches.Load() > 0 {
 		// The refresh re-rendered with iad drained by the mesh.

@@ -242,17 +242,21 @@ func (m *Mesh) prepareDrain(buf []byte) (func(time.Time), error) {
 		return nil, err
 	}
 	return func(time.Time) {
-		if v.On && m.now().Sub(clockTime(v.Clock)) > m.opts.Retention/2 {
-			// News older than half the retention is stale: its undrain may
-			// be reaped soon, and taking the drain from a late relay could
-			// bring it back after that. Drains that old travel in push/pull
-			// only, which carries the undrain too while it is kept.
+		if m.staleDrain(v) {
 			return
 		}
 		if m.applyDrain(k, v) {
-			m.queue("x\x00"+k.Pool+"\x00"+k.Site+"\x00"+k.Addr.String(), buf)
+			m.queue(drainName(k), buf)
 		}
 	}, nil
+}
+
+// staleDrain says whether a drain is too old to travel as news: its
+// undrain may be reaped soon, and taking the drain from a late relay could
+// bring it back after that. Drains that old travel in push/pull only,
+// which carries the undrain too while it is kept.
+func (m *Mesh) staleDrain(v drainVal) bool {
+	return v.On && m.now().Sub(clockTime(v.Clock)) > m.opts.Retention/2
 }
 
 // applyDrain merges a peer's drain and says whether it won. A tombstone
@@ -381,8 +385,15 @@ func (m *Mesh) prepareFull(buf []byte) (func(time.Time), error) {
 				m.applyEntry(wm.M, &wm.E[i], now)
 			}
 		}
-		for _, d := range drains {
-			m.applyDrain(d.k, d.v)
+		for i, d := range drains {
+			// A drain that wins here is news that may not have reached
+			// other members either: when a partition heals, only the nodes
+			// whose reconnect loop fired first exchange state, and the
+			// others learn by gossip that the far side is alive again, not
+			// what it did meanwhile. Relay it, as a broadcast one is.
+			if m.applyDrain(d.k, d.v) && !m.staleDrain(d.v) {
+				m.queue(drainName(d.k), encode(msgDrain, f.D[i]))
+			}
 		}
 	}, nil
 }

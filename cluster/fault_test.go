@@ -2,65 +2,39 @@ package cluster
 
 import (
 	"fmt"
-	"io"
-	"log"
-	"math/rand/v2"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"gslbd/cluster/faultnet"
 )
 
-// faultTransport wraps a real NetTransport on 127.0.0.1:0: it drops a share
-// of outgoing packets and delays the rest by up to maxDelay, from a seeded
-// generator, and counts packet bytes. Streams (push/pull, reliable
-// messages, TCP pings) pass untouched, as TCP would retransmit.
+// faultTransport is a faultnet.Transport on 127.0.0.1:0 under the names
+// this package's tests use: it drops a share of outgoing packets, delays
+// the rest by up to maxDelay from a seeded generator, counts packet bytes,
+// and partitions on command. Streams (push/pull, reliable messages, TCP
+// pings) pass untouched unless cut, as TCP would retransmit.
 type faultTransport struct {
-	nt       *memberlist.NetTransport
-	drop     float64
-	maxDelay time.Duration
-
-	mu     sync.Mutex
-	rng    *rand.Rand
-	closed bool
-
-	in   chan *memberlist.Packet
-	done chan struct{}
-	wg   sync.WaitGroup
-
-	bytesOut, bytesIn, packetsOut, dropped atomic.Uint64
+	*faultnet.Transport
 	addr                                   string // "ip:port" bound
-
-	// isolated drops every packet and refuses every stream this node
-	// sends; cut drops those to the listed addresses. Together they make
-	// a partition (see partition).
-	isolated bool
-	cut      map[string]bool
+	bytesOut, bytesIn, packetsOut, dropped *atomic.Uint64
 }
-
-// blocks says whether a packet or stream to addr is lost. The caller
-// holds ft.mu.
-func (ft *faultTransport) blocks(addr string) bool { return ft.isolated || ft.cut[addr] }
 
 // partition isolates fts[i] from all the others (both directions, packets
 // and streams), or heals it.
 func partition(fts []*faultTransport, i int, on bool) {
 	for j, ft := range fts {
-		ft.mu.Lock()
-		if j == i {
-			ft.isolated = on
-		} else if on {
-			if ft.cut == nil {
-				ft.cut = map[string]bool{}
-			}
-			ft.cut[fts[i].addr] = true
-		} else {
-			delete(ft.cut, fts[i].addr)
+		switch {
+		case j == i:
+			ft.Isolate(on)
+		case on:
+			ft.Cut(fts[i].addr)
+		default:
+			ft.Cut()
 		}
-		ft.mu.Unlock()
 	}
 }
 
@@ -68,117 +42,13 @@ var _ memberlist.NodeAwareTransport = (*faultTransport)(nil)
 
 func newFaultTransport(t testing.TB, seed uint64, drop float64, maxDelay time.Duration) *faultTransport {
 	t.Helper()
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{"127.0.0.1"},
-		Logger:    log.New(io.Discard, "", 0),
-	})
+	ft, err := faultnet.New(faultnet.Config{BindAddr: "127.0.0.1", Drop: drop, MaxDelay: maxDelay, Seed: seed})
 	if err != nil {
-		t.Fatalf("net transport: %v", err)
+		t.Fatal(err)
 	}
-	ft := &faultTransport{
-		nt: nt, drop: drop, maxDelay: maxDelay,
-		rng:  rand.New(rand.NewPCG(seed, seed*7+1)),
-		in:   make(chan *memberlist.Packet),
-		done: make(chan struct{}),
-	}
-	ip, port, err := nt.FinalAdvertiseAddr("", 0)
-	if err != nil {
-		t.Fatalf("net transport address: %v", err)
-	}
-	ft.addr = net.JoinHostPort(ip.String(), fmt.Sprint(port))
-	ft.wg.Add(1)
-	go ft.forward()
-	return ft
-}
-
-func (ft *faultTransport) forward() {
-	defer ft.wg.Done()
-	for {
-		select {
-		case <-ft.done:
-			return
-		case p := <-ft.nt.PacketCh():
-			ft.bytesIn.Add(uint64(len(p.Buf)))
-			select {
-			case ft.in <- p:
-			case <-ft.done:
-				return
-			}
-		}
-	}
-}
-
-func (ft *faultTransport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
-	return ft.nt.FinalAdvertiseAddr(ip, port)
-}
-
-func (ft *faultTransport) WriteTo(b []byte, addr string) (time.Time, error) {
-	return ft.WriteToAddress(b, memberlist.Address{Addr: addr})
-}
-
-func (ft *faultTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	ft.packetsOut.Add(1)
-	ft.bytesOut.Add(uint64(len(b)))
-	ft.mu.Lock()
-	defer ft.mu.Unlock()
-	if ft.closed {
-		return time.Time{}, fmt.Errorf("fault transport closed")
-	}
-	if ft.blocks(a.Addr) || (ft.drop > 0 && ft.rng.Float64() < ft.drop) {
-		ft.dropped.Add(1)
-		return time.Now(), nil // lost on the way
-	}
-	if ft.maxDelay <= 0 {
-		return ft.nt.WriteToAddress(b, a)
-	}
-	buf := append([]byte(nil), b...)
-	ft.wg.Add(1)
-	time.AfterFunc(time.Duration(ft.rng.Int64N(int64(ft.maxDelay))), func() {
-		defer ft.wg.Done()
-		ft.nt.WriteToAddress(buf, a)
-	})
-	return time.Now(), nil
-}
-
-func (ft *faultTransport) PacketCh() <-chan *memberlist.Packet { return ft.in }
-
-func (ft *faultTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	return ft.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
-}
-
-func (ft *faultTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	ft.mu.Lock()
-	blocked := ft.blocks(a.Addr)
-	ft.mu.Unlock()
-	if blocked {
-		return nil, fmt.Errorf("dial %s: partitioned (fault transport)", a.Addr)
-	}
-	return ft.nt.DialAddressTimeout(a, timeout)
-}
-
-func (ft *faultTransport) StreamCh() <-chan net.Conn { return ft.nt.StreamCh() }
-
-func (ft *faultTransport) Shutdown() error {
-	ft.mu.Lock()
-	ft.closed = true
-	ft.mu.Unlock()
-	close(ft.done)
-	// forward is gone: drain what the UDP listener still hands over, or
-	// it blocks and NetTransport.Shutdown waits for it for ever.
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-ft.nt.PacketCh():
-			case <-stop:
-				return
-			}
-		}
-	}()
-	err := ft.nt.Shutdown()
-	close(stop)
-	ft.wg.Wait()
-	return err
+	s := ft.Stats()
+	return &faultTransport{Transport: ft, addr: ft.Addr(),
+		bytesOut: &s.BytesOut, bytesIn: &s.BytesIn, packetsOut: &s.PacketsOut, dropped: &s.Dropped}
 }
 
 // verdictLog records every change of one key's verdict on one node, from

@@ -17,7 +17,7 @@ import (
 // package outlive it. Register it first so it runs after every other
 // cleanup.
 func checkLeaks(t testing.TB) {
-	leakcheck.Check(t, "hashicorp/memberlist", "gslbd/cluster.(*Mesh)", "gslbd/cluster.(*faultTransport)")
+	leakcheck.Check(t, "hashicorp/memberlist", "gslbd/cluster.(*Mesh)", "gslbd/cluster/faultnet.")
 }
 
 func testLogger(t testing.TB) *slog.Logger { return testlog.New(t, slog.LevelInfo) }

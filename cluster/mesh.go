@@ -722,7 +722,13 @@ func (m *Mesh) Drain(pool, site string, addr netip.Addr, on bool) error {
 }
 
 func (m *Mesh) queueDrain(k drainKey, v drainVal) {
-	m.queue("x\x00"+k.Pool+"\x00"+k.Site+"\x00"+k.Addr.String(), encode(msgDrain, drainToWire(k, v)))
+	m.queue(drainName(k), encode(msgDrain, drainToWire(k, v)))
+}
+
+// drainName names a drain's broadcast, so that a newer change of one drain
+// replaces an older one still queued.
+func drainName(k drainKey) string {
+	return "x\x00" + k.Pool + "\x00" + k.Site + "\x00" + k.Addr.String()
 }
 
 // Drains lists the drains in force.

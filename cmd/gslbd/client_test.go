@@ -437,27 +437,35 @@ func TestCLIAgainstNode(t *testing.T) {
 	}
 }
 
-// TestStatusPageOnNode loads the status page of a real node (in-process)
-// in headless Chromium and checks the DOM after the scripts ran: every site
-// with its state, every address with its verdict, the node as a member.
-func TestStatusPageOnNode(t *testing.T) {
+// chromiumDOM loads url in headless Chromium and returns the DOM after the
+// page's scripts ran (virtual time lets its timers and fetches run without
+// the test waiting for them in real time).
+func chromiumDOM(t *testing.T, url string) string {
+	t.Helper()
 	const chromium = "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("headless Chromium is required for the status page test and is missing at %s (apt-get install chromium): %v", chromium, err)
+		t.Fatalf("headless Chromium is required for the status page tests and is missing at %s (apt-get install chromium): %v", chromium, err)
 	}
-	n := e2eInproc(t, "pagenode")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(), "--virtual-time-budget=5000", "--dump-dom", n.Admin+"/")
+		"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(), "--virtual-time-budget=5000", "--dump-dom", url)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+		t.Fatalf("chromium %s: %v\n%s", url, err, stderr.String())
 	}
-	dom := string(out)
+	return string(out)
+}
+
+// TestStatusPageOnNode loads the status page of a real node (in-process)
+// in headless Chromium and checks the DOM after the scripts ran: every site
+// with its state, every address with its verdict, the node as a member.
+func TestStatusPageOnNode(t *testing.T) {
+	n := e2eInproc(t, "pagenode")
+	dom := chromiumDOM(t, n.Admin+"/")
 	want := []string{`<tr class="member alive"><td>pagenode<span class="muted"> (this node)</span>`}
 	for _, site := range []string{"fra", "iad", "sin"} {
 		want = append(want, `<div class="site up" data-site="`+site+`"><div class="site-head"><span class="site-name">`+site+`</span><span class="pill up">up</span>`)

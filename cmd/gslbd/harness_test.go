@@ -18,41 +18,53 @@ import (
 	"github.com/miekg/dns"
 )
 
-// The end-to-end tests run the real binary, built once per test run.
+// The end-to-end tests run the real binary, built once per test run;
+// the partition test runs one built with the gslbdfault tag.
 var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
+	plainBin = &binBuild{}
+	faultBin = &binBuild{tags: "gslbdfault"}
 )
+
+// binBuild is one build of ./cmd/gslbd, made on first use.
+type binBuild struct {
+	tags string
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+func (b *binBuild) get(t testing.TB) string {
+	t.Helper()
+	b.once.Do(func() {
+		b.dir, b.err = os.MkdirTemp("", "gslbd-e2e-")
+		if b.err != nil {
+			return
+		}
+		b.path = filepath.Join(b.dir, "gslbd")
+		out, err := exec.Command("go", "build", "-tags="+b.tags, "-o", b.path, ".").CombinedOutput()
+		if err != nil {
+			b.err = fmt.Errorf("go build -tags=%q: %v\n%s", b.tags, err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
+	for _, b := range []*binBuild{plainBin, faultBin} {
+		if b.dir != "" {
+			os.RemoveAll(b.dir)
+		}
 	}
 	os.Exit(code)
 }
 
 // gslbdBinary builds ./cmd/gslbd once and returns its path.
-func gslbdBinary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "gslbd-e2e-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "gslbd")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+func gslbdBinary(t testing.TB) string { return plainBin.get(t) }
 
 // freePort asks the kernel for a port free on host for TCP (and UDP when
 // udp is set). Another process may take it before we use it; on loopback in
@@ -81,12 +93,16 @@ func freePort(t testing.TB, host string, udp bool) int {
 
 // testNode is one `gslbd serve` process with its own directory.
 type testNode struct {
-	t        testing.TB
-	Name     string
-	Dir      string
-	DNS      string // 127.0.0.1:port
-	Admin    string // http://127.0.0.1:port
-	Cluster  string // 127.0.0.1:port
+	t       testing.TB
+	Name    string
+	Dir     string
+	DNS     string // 127.0.0.1:port
+	Admin   string // http://127.0.0.1:port
+	Cluster string // 127.0.0.1:port
+	// Bin and Env, when set before Start, are the binary to run instead
+	// of the plain build and variables added to its environment.
+	Bin      string
+	Env      []string
 	cmd      *exec.Cmd
 	logBuf   *syncBuffer
 	waitDone chan struct{}
@@ -195,8 +211,15 @@ func tail(s string, lines int) string {
 // Start runs `gslbd serve` and waits until its admin API answers.
 func (n *testNode) Start() {
 	n.t.Helper()
-	n.cmd = exec.Command(gslbdBinary(n.t), "serve", "-config", filepath.Join(n.Dir, "gslbd.toml"), "-log-level", "debug")
+	bin := n.Bin
+	if bin == "" {
+		bin = gslbdBinary(n.t)
+	}
+	n.cmd = exec.Command(bin, "serve", "-config", filepath.Join(n.Dir, "gslbd.toml"), "-log-level", "debug")
 	n.cmd.Dir = os.TempDir()
+	if len(n.Env) > 0 {
+		n.cmd.Env = append(os.Environ(), n.Env...)
+	}
 	n.cmd.Stdout = n.logBuf
 	n.cmd.Stderr = n.logBuf
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -319,4 +342,40 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 	}
 	t.Fatalf("%s: not within %v", what, within)
 	return 0
+}
+
+// probedPool is pool file "web": weighted, answering up to every address,
+// one site per address (named a, b, c, …), each probed every 200 ms by a
+// check of type typ ("tcp", or "http" on /healthz) on port, rise 1, fall 2.
+func probedPool(typ string, port int, addrs ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[web]\npolicy = \"weighted\"\nanswers = %d\n\n[web.check]\ntype = %q\nport = %d\n", len(addrs), typ, port)
+	if typ == "http" {
+		b.WriteString("path = \"/healthz\"\n")
+	}
+	b.WriteString("interval = \"200ms\"\ntimeout = \"150ms\"\nrise = 1\nfall = 2\n")
+	for i, a := range addrs {
+		fmt.Fprintf(&b, "\n[[web.sites]]\nname = %q\naddresses = [%q]\n", string(rune('a'+i)), a)
+	}
+	return b.String()
+}
+
+// startNodes starts count `gslbd serve` processes named ns1, ns2, …, each
+// joining those before it; setup, when set, adjusts each before it starts.
+func startNodes(t *testing.T, count int, files nodeFiles, setup func(*testNode)) []*testNode {
+	t.Helper()
+	var nodes []*testNode
+	for i := range count {
+		var join []string
+		for _, p := range nodes {
+			join = append(join, p.Cluster)
+		}
+		n := newTestNode(t, fmt.Sprintf("ns%d", i+1), files, "", join)
+		if setup != nil {
+			setup(n)
+		}
+		n.Start()
+		nodes = append(nodes, n)
+	}
+	return nodes
 }

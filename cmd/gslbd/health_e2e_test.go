@@ -64,26 +64,7 @@ func TestHealthDrivesAnswers(t *testing.T) {
 	port := freePort(t, "127.0.0.41", false)
 	a := startTCPBackend(t, fmt.Sprintf("127.0.0.41:%d", port))
 	startTCPBackend(t, fmt.Sprintf("127.0.0.42:%d", port))
-	pools := fmt.Sprintf(`[web]
-policy = "weighted"
-answers = 2
-
-[web.check]
-type = "tcp"
-port = %d
-interval = "200ms"
-timeout = "150ms"
-rise = 1
-fall = 2
-
-[[web.sites]]
-name = "a"
-addresses = ["127.0.0.41"]
-
-[[web.sites]]
-name = "b"
-addresses = ["127.0.0.42"]
-`, port)
+	pools := probedPool("tcp", port, "127.0.0.41", "127.0.0.42")
 	n := newTestNode(t, "health", nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": pools}, "", nil)
 	n.Start()
 	answers := func() []string { return answerAddrs(exchange(t, n.DNS, "www.gslb.test.", dns.TypeA, "")) }

@@ -63,6 +63,7 @@ type meshStatus struct {
 			Addresses []struct {
 				Address string
 				Verdict string
+				Drained bool
 				Votes   map[string]string
 			}
 		}
@@ -110,38 +111,7 @@ func TestMeshQuorumAcrossProcesses(t *testing.T) {
 	port := freePort(t, "127.0.0.61", false)
 	a := startUABackend(t, fmt.Sprintf("127.0.0.61:%d", port))
 	startUABackend(t, fmt.Sprintf("127.0.0.62:%d", port))
-	pools := fmt.Sprintf(`[web]
-policy = "weighted"
-answers = 2
-
-[web.check]
-type = "http"
-port = %d
-path = "/healthz"
-interval = "200ms"
-timeout = "150ms"
-rise = 1
-fall = 2
-
-[[web.sites]]
-name = "a"
-addresses = ["127.0.0.61"]
-
-[[web.sites]]
-name = "b"
-addresses = ["127.0.0.62"]
-`, port)
-	files := nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": pools}
-	var nodes []*testNode
-	for i := range 3 {
-		var join []string
-		for _, p := range nodes {
-			join = append(join, p.Cluster)
-		}
-		n := newTestNode(t, fmt.Sprintf("ns%d", i+1), files, "", join)
-		n.Start()
-		nodes = append(nodes, n)
-	}
+	nodes := startNodes(t, 3, nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": probedPool("http", port, "127.0.0.61", "127.0.0.62")}, nil)
 	answers := func(n *testNode) []string {
 		return answerAddrs(exchange(t, n.DNS, "www.gslb.test.", dns.TypeA, ""))
 	}

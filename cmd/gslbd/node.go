@@ -109,7 +109,7 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 			return nil, fmt.Errorf("read mesh key %s: %w", cfg.Cluster.SecretFile, err)
 		}
 	}
-	n.mesh, err = cluster.New(cluster.Options{
+	mopts := cluster.Options{
 		Name:       cfg.Node.Name,
 		Bind:       cfg.Cluster.Bind,
 		Advertise:  cfg.Cluster.Advertise,
@@ -124,7 +124,11 @@ func newNode(path string, log *slog.Logger) (*node, error) {
 		MonitorsPerTarget: cfg.Health.MonitorsPerTarget,
 		ReconnectInterval: cfg.Cluster.ReconnectInterval,
 		Retention:         cfg.Cluster.Retention,
-	})
+	}
+	if err := faultInjection(&mopts, log); err != nil {
+		return nil, err
+	}
+	n.mesh, err = cluster.New(mopts)
 	if err != nil {
 		return nil, err
 	}
