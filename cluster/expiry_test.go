@@ -148,8 +148,9 @@ func TestExpiryMatchesRescan(t *testing.T) {
 					m.sweep(now)
 					sweeps++
 					for name, ms := range m.st.monitors {
-						n := 0
+						n, gone := 0, 0
 						for key, r := range ms.entries {
+							gone += b2i(r.Gone)
 							if want := m.counts(name, ms, key, r, now); r.counted != want {
 								t.Fatalf("step %d: %s's report on %s (heard %v, confirmed %v ago, window %v): counted %v, a rescan says %v",
 									step, name, key, now.Sub(r.heard), now.Sub(ms.confirmed), m.window(key), r.counted, want)
@@ -157,6 +158,9 @@ func TestExpiryMatchesRescan(t *testing.T) {
 							if r.counted {
 								n++
 							}
+						}
+						if gone != ms.gone {
+							t.Fatalf("step %d: %s holds %d tombstones, counts %d", step, name, gone, ms.gone)
 						}
 						if n != ms.counted {
 							t.Fatalf("step %d: %s counts %d, holds %d counted", step, name, ms.counted, n)

@@ -508,8 +508,23 @@ func better(sa uint64, a string, sb uint64, b string) bool {
 	return a < b
 }
 
-// rankKey computes key's top K among the live monitors.
-func (m *Mesh) rankKey(key string) []string {
+// named is a monitor name with its hash.
+type named struct {
+	h    uint64
+	name string
+}
+
+// liveHashes is the live monitors with their name hashes.
+func (m *Mesh) liveHashes() []named {
+	out := make([]named, 0, len(m.live))
+	for name := range m.live {
+		out = append(out, named{strHash(name), name})
+	}
+	return out
+}
+
+// rankAmong computes key's top K among mons.
+func (m *Mesh) rankAmong(key string, mons []named) []string {
 	k := m.opts.MonitorsPerTarget
 	hk := strHash(key)
 	type cand struct {
@@ -517,8 +532,8 @@ func (m *Mesh) rankKey(key string) []string {
 		name string
 	}
 	top := make([]cand, 0, k+1)
-	for name := range m.live {
-		c := cand{score(hk, strHash(name)), name}
+	for _, mon := range mons {
+		c := cand{score(hk, mon.h), mon.name}
 		i := len(top)
 		for i > 0 && better(c.s, c.name, top[i-1].s, top[i-1].name) {
 			i--
@@ -542,8 +557,9 @@ func (m *Mesh) rankKey(key string) []string {
 func (m *Mesh) rankAll(now time.Time) {
 	changed := map[string][]string{}
 	next := make(map[string][]string, len(m.intervals))
+	mons := m.liveHashes()
 	for key := range m.intervals {
-		next[key] = m.rankKey(key)
+		next[key] = m.rankAmong(key, mons)
 		if !slices.Equal(next[key], m.assigned[key]) {
 			changed[key] = m.assigned[key]
 		}
@@ -590,6 +606,7 @@ func (m *Mesh) rankAdd(x string, changed map[string][]string) {
 // rankRemove takes monitor x, no longer live, out of its keys, which get
 // the next monitor in their ranking.
 func (m *Mesh) rankRemove(x string, changed map[string][]string) {
+	var mons []named
 	for key, cur := range m.assigned {
 		if !slices.Contains(cur, x) {
 			continue
@@ -597,7 +614,10 @@ func (m *Mesh) rankRemove(x string, changed map[string][]string) {
 		if _, ok := changed[key]; !ok {
 			changed[key] = cur
 		}
-		m.assigned[key] = m.rankKey(key)
+		if mons == nil {
+			mons = m.liveHashes()
+		}
+		m.assigned[key] = m.rankAmong(key, mons)
 	}
 }
 
@@ -668,6 +688,9 @@ func (m *Mesh) reap(now time.Time) {
 				m.stats.reaped[reapMonitor].Add(1)
 				continue
 			}
+		}
+		if ms.gone == 0 {
+			continue
 		}
 		for key, r := range ms.entries {
 			if r.Gone && wall.Sub(clockTime(r.Seq)) > ret {

@@ -87,6 +87,9 @@ type monitorState struct {
 	// removed records included until they are dropped.
 	expiry []*expiryQueue
 	queued int
+	// gone counts the tombstones among entries, so that reaping skips
+	// monitors without any.
+	gone int
 }
 
 func (ms *monitorState) digest() (n int, h uint64) { return len(ms.entries), ms.hash }
@@ -161,9 +164,11 @@ func (s *store) mergeEntry(mon, key string, e entry, now time.Time) bool {
 	}
 	if cur != nil {
 		ms.hash ^= cur.hash(key)
+		ms.gone -= b2i(cur.Gone)
 	}
 	ms.entries[key] = &record{entry: e, heard: now}
 	ms.hash ^= e.hash(key)
+	ms.gone += b2i(e.Gone)
 	return true
 }
 
@@ -172,6 +177,7 @@ func (s *store) mergeEntry(mon, key string, e entry, now time.Time) bool {
 func (s *store) removeEntry(ms *monitorState, key string) {
 	if cur := ms.entries[key]; cur != nil {
 		ms.hash ^= cur.hash(key)
+		ms.gone -= b2i(cur.Gone)
 		delete(ms.entries, key)
 	}
 }
