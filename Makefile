@@ -24,7 +24,7 @@ run: build ## serve testdata/example on 127.0.0.1:5353 (admin on :8053) with dem
 		$(BIN) serve -config $(EXAMPLE)/gslbd.toml
 
 test: testdeps lint testtools ## run every test with the race detector (unit, wire, fuzz seeds, real dig/unbound/chromium end-to-end)
-	$(GO) build ./$(EXAMPLE)/backends ./testdata/geo/gen
+	$(GO) build ./$(EXAMPLE)/backends ./testdata/geo/gen ./cmd/gslbd/testdata/bigcity
 	$(GO) test -race -count=1 -timeout 8m ./...
 
 testdeps: ## install the programs the tests drive (dig, delv, unbound, chromium…) when root with apt, else print the command
@@ -42,7 +42,7 @@ testtools: ## fetch what the tests need and apt-get does not install as a comman
 
 lint: ## gofmt check, go vet, and go.mod/go.sum tidy (go mod tidy -diff)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./... ./$(EXAMPLE)/backends ./testdata/geo/gen
+	$(GO) vet ./... ./$(EXAMPLE)/backends ./testdata/geo/gen ./cmd/gslbd/testdata/bigcity
 	$(GO) mod tidy -diff
 
 contract: ## run the black-box contract smoke test in ../shared/contract against this tree

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/oschwald/maxminddb-golang/v2"
+
+	"gslbd/internal/cputime"
 )
 
 // fullDB returns the path of a full-size City database from
@@ -33,9 +35,9 @@ func TestFullDatabase(t *testing.T) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	cpu0 := cpuTime()
+	cpu0 := cputime.Now()
 	db, err := open(path, nil)
-	cpu := cpuTime() - cpu0
+	cpu := cputime.Now() - cpu0
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,13 +92,13 @@ func TestFullDatabase(t *testing.T) {
 func BenchmarkOpenFull(b *testing.B) {
 	path := fullDB(b)
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Now()
 	for b.Loop() {
 		if _, err := open(path, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e9, "cpu-s/op")
+	b.ReportMetric(float64(cputime.Now()-cpu0)/float64(b.N)/1e9, "cpu-s/op")
 }
 
 func BenchmarkLookupFull(b *testing.B) {
@@ -117,11 +119,11 @@ func BenchmarkReaderFull(b *testing.B) {
 	addrs := randomAddrs(1 << 16)
 	b.ReportAllocs()
 	i := 0
-	cpu0 := cpuTime()
+	cpu0 := cputime.Now()
 	for b.Loop() {
 		res := r.Lookup(addrs[i&(len(addrs)-1)])
 		_ = res.Offset()
 		i++
 	}
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Now()-cpu0)/float64(b.N), "cpu-ns/op")
 }

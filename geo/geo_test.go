@@ -20,6 +20,8 @@ import (
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/oschwald/maxminddb-golang/v2"
+
+	"gslbd/internal/cputime"
 )
 
 const (
@@ -758,13 +760,13 @@ func randomAddrs(n int) []netip.Addr {
 func benchLookup(b *testing.B, db *DB, addrs []netip.Addr) {
 	b.ReportAllocs()
 	i, sum := 0, 0
-	cpu0 := cpuTime()
+	cpu0 := cputime.Now()
 	for b.Loop() {
 		loc, bits := db.Lookup(addrs[i%len(addrs)])
 		sum += bits + int(loc.ID)
 		i++
 	}
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Now()-cpu0)/float64(b.N), "cpu-ns/op")
 	_ = sum
 }
 

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,19 +42,19 @@ func keygen(t *testing.T, dir string, args ...string) string {
 }
 
 func TestDNSSECCommands(t *testing.T) {
-	n := e2eNode(t, "dnssec-cmd", nil)
-	keys := filepath.Join(n.Dir, "zones", "keys")
+	n := e2eFiles(t, "dnssec-cmd")
+	keys := filepath.Join(n.dir, "zones", "keys")
 	os.MkdirAll(keys, 0o755)
 	ksk := keygen(t, keys, "-role", "ksk")
 	zsk := keygen(t, keys, "-role", "zsk", "-algorithm", "13")
-	writeFile(t, filepath.Join(n.Dir, "zones/test.toml"), e2eSignedZone(300, "keys/"+filepath.Base(ksk), "keys/"+filepath.Base(zsk)))
+	writeFile(t, filepath.Join(n.dir, "zones/test.toml"), e2eSignedZone(300, "keys/"+filepath.Base(ksk), "keys/"+filepath.Base(zsk)))
 
 	var out, errb bytes.Buffer
-	if code := run([]string{"check", "-config", filepath.Join(n.Dir, "gslbd.toml")}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "signed with 2 keys") {
+	if code := run([]string{"check", "-config", filepath.Join(n.dir, "gslbd.toml")}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "signed with 2 keys") {
 		t.Fatalf("check: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 	out.Reset()
-	if code := run([]string{"dnssec", "ds", "gslb.test", "-config", filepath.Join(n.Dir, "gslbd.toml")}, &out, &errb); code != exitOK {
+	if code := run([]string{"dnssec", "ds", "gslb.test", "-config", filepath.Join(n.dir, "gslbd.toml")}, &out, &errb); code != exitOK {
 		t.Fatalf("dnssec ds: exit %d\n%s", code, errb.String())
 	}
 	k, err := dnssec.ReadKey(ksk, "gslb.test.")
@@ -80,7 +79,7 @@ func TestDNSSECCommands(t *testing.T) {
 		{"keygen", "-dnssec", "gslb.test"},
 		{"keygen", "-dnssec", "gslb.test", "-out", keys, "-role", "both"},
 		{"keygen", "-dnssec", "gslb.test", "-out", keys, "-activate", "tomorrow"},
-		{"dnssec", "ds", "nope.test", "-config", filepath.Join(n.Dir, "gslbd.toml")},
+		{"dnssec", "ds", "nope.test", "-config", filepath.Join(n.dir, "gslbd.toml")},
 	} {
 		errb.Reset()
 		if code := run(bad, &out, &errb); code != exitFail || errb.Len() == 0 {
@@ -125,15 +124,15 @@ func askDO(server, name string, qtype uint16) (*dns.Msg, error) {
 // zone's key as trust anchor, sets AD on every kind of answer gslbd
 // gives: pool, static, CNAME to a pool, wildcard, NXDOMAIN and NODATA.
 func TestDNSSECThroughUnbound(t *testing.T) {
-	n := e2eNode(t, "dnssec-unbound", nil)
-	keys := filepath.Join(n.Dir, "zones")
+	n := e2eFiles(t, "dnssec-unbound")
+	keys := filepath.Join(n.dir, "zones")
 	csk := keygen(t, keys)
 	k, err := dnssec.ReadKey(csk, "gslb.test.")
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(n.Dir, "zones/test.toml"), e2eSignedZone(300, filepath.Base(csk)))
-	n.Start()
+	writeFile(t, filepath.Join(n.dir, "zones/test.toml"), e2eSignedZone(300, filepath.Base(csk)))
+	n.Start(nil)
 	ub := validatingUnbound(t, n.DNS, []*dnssec.Key{k}, true)
 	for _, c := range []struct {
 		name  string
@@ -194,8 +193,8 @@ func TestZSKRollover(t *testing.T) {
 	const rollTTL = 2
 	delv := requireTool(t, "delv")
 	settime := requireTool(t, "dnssec-settime")
-	n := e2eNode(t, "rollover", nil)
-	dir := filepath.Join(n.Dir, "zones")
+	n := e2eFiles(t, "rollover")
+	dir := filepath.Join(n.dir, "zones")
 	ksk := keygen(t, dir, "-role", "ksk", "-ttl", "2")
 	zsk1 := keygen(t, dir, "-role", "zsk", "-ttl", "2")
 	kk, err := dnssec.ReadKey(ksk, "gslb.test.")
@@ -204,7 +203,7 @@ func TestZSKRollover(t *testing.T) {
 	}
 	zoneFile := filepath.Join(dir, "test.toml")
 	writeFile(t, zoneFile, e2eSignedZone(rollTTL, filepath.Base(ksk), filepath.Base(zsk1)))
-	n.Start()
+	n.Start(nil)
 	ub := validatingUnbound(t, n.DNS, []*dnssec.Key{kk}, true)
 	anchor := filepath.Join(t.TempDir(), "anchor.conf")
 	writeFile(t, anchor, fmt.Sprintf("trust-anchors {\n  %q static-key %d %d %d %q;\n};\n", kk.DNSKEY.Hdr.Name, kk.DNSKEY.Flags, kk.DNSKEY.Protocol, kk.DNSKEY.Algorithm, kk.DNSKEY.PublicKey))
@@ -286,7 +285,7 @@ func TestZSKRollover(t *testing.T) {
 		t.Fatalf("dnssec-settime: %v\n%s", err, out)
 	}
 	writeFile(t, zoneFile, e2eSignedZone(rollTTL, filepath.Base(ksk), filepath.Base(zsk1), filepath.Base(zsk2)))
-	n.Signal(syscall.SIGHUP)
+	n.Reload()
 	until("ZSK2 is published", 10*time.Second, func() bool { return dnskeys() == 3 })
 	if time.Now().After(act) {
 		t.Fatalf("the reload took past ZSK2's activation; the stage was not observed")
@@ -305,7 +304,7 @@ func TestZSKRollover(t *testing.T) {
 	writeFile(t, zoneFile, e2eSignedZone(rollTTL, filepath.Base(ksk), filepath.Base(zsk2)))
 	os.Remove(zsk1)
 	os.Remove(dnssec.PrivatePath(zsk1))
-	n.Signal(syscall.SIGHUP)
+	n.Reload()
 	reloaded := time.Now()
 	until("two TTLs pass after the reload", 10*time.Second, func() bool { return time.Since(reloaded) > 2*rollTTL*time.Second })
 	until("the zone is served with the new ZSK after the reload", 5*time.Second, func() bool { return signer() == k2.Tag && dnskeys() == 2 })

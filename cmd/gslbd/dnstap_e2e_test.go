@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,13 +18,13 @@ import (
 // stops it: dnstap-read reads each file to its end, the first with the
 // first exchange, the second with the second, ECS and all.
 func TestDnstapRotation(t *testing.T) {
-	n := newTestNode(t, "tap", nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": e2ePools},
+	n := writeInproc(t, "tap", nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": e2ePools},
 		"[dnstap]\nfile = \"log/dnstap.fstrm\"\nidentity = \"tap-node\"\n", nil)
-	if err := os.MkdirAll(filepath.Join(n.Dir, "log"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(n.dir, "log"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	n.Start()
-	path := filepath.Join(n.Dir, "log/dnstap.fstrm")
+	n.Start(nil)
+	path := filepath.Join(n.dir, "log/dnstap.fstrm")
 
 	exchange(t, n.DNS, "www.gslb.test.", dns.TypeA, "127.0.1.0/24")
 	eventually(t, 10*time.Second, "the first exchange is written", func() bool {
@@ -34,7 +33,7 @@ func TestDnstapRotation(t *testing.T) {
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
-	n.Signal(syscall.SIGHUP)
+	n.Reload()
 	eventually(t, 10*time.Second, "a new file after SIGHUP", func() bool {
 		_, err := os.Stat(path)
 		return err == nil
@@ -79,9 +78,9 @@ func TestDnstapRotation(t *testing.T) {
 	}
 }
 
-func scrape(t *testing.T, n *testNode) string {
+func scrape(t *testing.T, n adminNode) string {
 	t.Helper()
-	resp, err := http.Get(n.Admin + "/metrics")
+	resp, err := http.Get(n.adminURL() + "/metrics")
 	if err != nil {
 		return ""
 	}

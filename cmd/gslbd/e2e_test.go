@@ -14,7 +14,10 @@ import (
 	"github.com/miekg/dns"
 )
 
-// The end-to-end tests run `gslbd serve` as a process, as users do.
+// The end-to-end tests run the node in this process on port 0 (inproc)
+// unless what they test is the process itself: its signals and exit
+// status (TestServeAnswersAndExitsCleanly, TestCheckCommand) or a mesh of
+// separate processes (mesh_e2e_test.go).
 
 const e2eZone = `origin = "gslb.test."
 ttl = 300
@@ -74,19 +77,28 @@ func geoDBPath(t testing.TB) string {
 	return p
 }
 
-// e2eInproc is e2eNode run in this process (inproc_test.go).
+// e2eInproc runs a node (in this process, inproc_test.go) that serves
+// the test zone and pools with the test GeoIP database.
 func e2eInproc(t *testing.T, name string) *inproc {
-	return startInproc(t, name, nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": e2ePools},
-		fmt.Sprintf("[geo]\ncity_db = %q\n", geoDBPath(t)), nil, nil)
+	p := e2eFiles(t, name)
+	p.Start(nil)
+	return p
 }
 
-func e2eNode(t *testing.T, name string, join []string) *testNode {
-	return newTestNode(t, name, nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": e2ePools},
-		fmt.Sprintf("[geo]\ncity_db = %q\n", geoDBPath(t)), join)
+// e2eFiles writes e2eInproc's files without starting the node, for tests
+// that add files (keys) first and then Start it.
+func e2eFiles(t *testing.T, name string) *inproc {
+	return writeInproc(t, name, nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": e2ePools},
+		fmt.Sprintf("[geo]\ncity_db = %q\n", geoDBPath(t)), nil)
 }
 
+// TestServeAnswersAndExitsCleanly runs `gslbd serve` as a process, as
+// users do: it answers, a SIGHUP sent to the process reloads the zones,
+// and SIGTERM ends it with exit status 0. (The other tests send SIGHUP
+// through the node's channel; this one holds the signal wiring.)
 func TestServeAnswersAndExitsCleanly(t *testing.T) {
-	n := e2eNode(t, "e2e", nil)
+	n := newTestNode(t, "e2e", nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": e2ePools},
+		fmt.Sprintf("[geo]\ncity_db = %q\n", geoDBPath(t)), nil)
 	n.Start()
 
 	for _, tc := range []struct {
@@ -110,6 +122,11 @@ func TestServeAnswersAndExitsCleanly(t *testing.T) {
 	if r := exchange(t, n.DNS, "example.org.", dns.TypeA, ""); r.Rcode != dns.RcodeRefused {
 		t.Errorf("outside: rcode %s, want REFUSED", dns.RcodeToString[r.Rcode])
 	}
+	writeFile(t, filepath.Join(n.Dir, "zones/test.toml"), strings.Replace(e2eZone, "192.0.2.1", "192.0.2.2", 1))
+	n.Signal(syscall.SIGHUP)
+	eventually(t, 10*time.Second, "SIGHUP reloads the zone", func() bool {
+		return slices.Equal(answerAddrs(exchange(t, n.DNS, "static.gslb.test.", dns.TypeA, "")), []string{"192.0.2.2"})
+	})
 	if err := n.Stop(); err != nil {
 		t.Fatalf("SIGTERM: serve exited with %v, want 0", err)
 	}
@@ -125,7 +142,7 @@ func TestReloadKeepsServingOnError(t *testing.T) {
 	}
 
 	writeFile(t, filepath.Join(p.dir, "zones/test.toml"), strings.Replace(e2eZone, `pool = "web"`, `pool = "nope"`, 1))
-	p.hup <- syscall.SIGHUP
+	p.Reload()
 	eventually(t, 10*time.Second, "the failed reload is reported", func() bool {
 		r := p.n.admin.Status().LastReload
 		return !r.At.IsZero() && !r.OK && len(r.Errors) > 0 && strings.Contains(r.Errors[0], `unknown pool "nope"`)
@@ -135,12 +152,14 @@ func TestReloadKeepsServingOnError(t *testing.T) {
 	}
 
 	writeFile(t, filepath.Join(p.dir, "zones/test.toml"), strings.Replace(e2eZone, "192.0.2.1", "192.0.2.2", 1))
-	p.hup <- syscall.SIGHUP
+	p.Reload()
 	eventually(t, 10*time.Second, "good reload is served", func() bool {
 		return slices.Equal(static(), []string{"192.0.2.2"})
 	})
 }
 
+// TestCheckCommand runs `gslbd check` as a process: what it tests is the
+// command's output and exit status, as a deploy script sees them.
 func TestCheckCommand(t *testing.T) {
 	bin := gslbdBinary(t)
 	out, err := exec.Command(bin, "check", "-config", "../../testdata/example/gslbd.toml").CombinedOutput()
@@ -153,11 +172,11 @@ func TestCheckCommand(t *testing.T) {
 		}
 	}
 
-	n := newTestNode(t, "bad", nodeFiles{
+	n := writeInproc(t, "bad", nodeFiles{
 		"zones/test.toml": strings.Replace(e2eZone, `pool = "web"`, `pool = "wbe"`, 1),
 		"pools/web.toml":  strings.Replace(e2ePools, `answers = 1`, "answers = 1\nbogus = 3", 1),
 	}, "", nil)
-	cmd := exec.Command(bin, "check", "-config", filepath.Join(n.Dir, "gslbd.toml"))
+	cmd := exec.Command(bin, "check", "-config", filepath.Join(n.dir, "gslbd.toml"))
 	out, err = cmd.CombinedOutput()
 	if code := cmd.ProcessState.ExitCode(); code != 1 {
 		t.Fatalf("check on a broken config: exit %d (%v), want 1\n%s", code, err, out)

@@ -30,7 +30,7 @@ func call(t *testing.T, method, url, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// TestExternalHealthQuorum runs two `gslbd serve` processes joined on
+// TestExternalHealthQuorum runs two nodes (in-process) joined on
 // loopback and drives the external feed: an API "down" on one monitor is
 // gossiped (the other node shows its vote) but is one vote of two, so the
 // address stays in the answers; the other monitor's watched file saying
@@ -40,13 +40,11 @@ func call(t *testing.T, method, url, body string) (int, string) {
 func TestExternalHealthQuorum(t *testing.T) {
 	files := nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": e2ePools}
 	geo := "[geo]\ncity_db = \"" + geoDBPath(t) + "\"\n"
-	a := newTestNode(t, "ext-a", files, geo, nil)
-	a.Start()
-	b := newTestNode(t, "ext-b", files, geo+"\n[health]\nexternal_file = \"external.txt\"\n", []string{a.Cluster})
-	b.Start()
-	extFile := filepath.Join(b.Dir, "external.txt")
+	a := startInproc(t, "ext-a", files, geo, nil, nil)
+	b := startInproc(t, "ext-b", files, geo+"\n[health]\nexternal_file = \"external.txt\"\n", []string{a.Cluster}, nil)
+	extFile := filepath.Join(b.dir, "external.txt")
 
-	fra := func(n *testNode) bool {
+	fra := func(n *inproc) bool {
 		return slices.Equal(answerAddrs(exchange(t, n.DNS, "www.gslb.test.", dns.TypeA, "127.0.1.0/24")), []string{"192.0.2.10"})
 	}
 	both := func(what string, want bool) {

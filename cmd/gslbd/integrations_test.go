@@ -85,15 +85,7 @@ func scrapeExercised(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { backend.Close() })
-	go func() {
-		for {
-			c, err := backend.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAll(backend)
 	port := backend.Addr().(*net.TCPAddr).Port
 	// 127.0.0.2 has nothing listening on the port: refused, so down.
 	pools := e2ePools + fmt.Sprintf(`
@@ -119,10 +111,8 @@ addresses = ["127.0.0.2"]
 	zone := e2eZone + "\n[records.checked]\npool = \"checked\"\n"
 	files := nodeFiles{"zones/test.toml": zone, "pools/web.toml": pools}
 	geo := fmt.Sprintf("[geo]\ncity_db = %q\n\n[dnstap]\nfile = \"dnstap.fstrm\"\n", geoDBPath(t))
-	a := newTestNode(t, "metrics-a", files, geo, nil)
-	a.Start()
-	b := newTestNode(t, "metrics-b", files, geo, []string{a.Cluster})
-	b.Start()
+	a := startInproc(t, "metrics-a", files, geo, nil, nil)
+	startInproc(t, "metrics-b", files, geo, []string{a.Cluster}, nil)
 
 	exchange(t, a.DNS, "www.gslb.test.", dns.TypeA, "127.0.1.0/24")
 	exchange(t, a.DNS, "checked.gslb.test.", dns.TypeA, "")

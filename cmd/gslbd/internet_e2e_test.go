@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -48,24 +47,25 @@ func metricSum(t testing.TB, adminURL, name, labels string) float64 {
 
 // internetNode is a node as the README's "Running on the internet"
 // section configures it: rate limiting, a shared cookie secret, a token.
-func internetNode(t *testing.T, rrl string) *testNode {
-	n := newTestNode(t, "edge", nodeFiles{
+func internetNode(t *testing.T, rrl string) *inproc {
+	n := writeInproc(t, "edge", nodeFiles{
 		"zones/test.toml": e2eZone,
 		"pools/web.toml":  e2ePools,
 		"cookie.key":      "e5e973e5a6b2a43f48e7dc849e37bfcf\n",
 		"admin.token":     "first-token\n",
 	}, fmt.Sprintf("[geo]\ncity_db = %q\n\n[dns.rrl]\n%s\n[dns.cookies]\nsecret_file = \"cookie.key\"\n", geoDBPath(t), rrl), nil)
-	cfgPath := filepath.Join(n.Dir, "gslbd.toml")
+	cfgPath := filepath.Join(n.dir, "gslbd.toml")
 	b, err := os.ReadFile(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := strings.Replace(string(b), "[admin]\n", "[admin]\ntoken_file = \"admin.token\"\n", 1)
 	writeFile(t, cfgPath, cfg)
+	n.Start(nil)
 	return n
 }
 
-func postReload(t *testing.T, n *testNode, token string) int {
+func postReload(t *testing.T, n *inproc, token string) int {
 	t.Helper()
 	req, _ := http.NewRequest("POST", n.Admin+"/api/v1/reload", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -89,7 +89,6 @@ var digCookie = regexp.MustCompile(`; COOKIE: ([0-9a-f]{48}) \(good\)`)
 func TestCookiesWithDig(t *testing.T) {
 	dig := requireTool(t, "dig")
 	n := internetNode(t, "responses_per_second = 1\nwindow = 2\nslip = 1\n")
-	n.Start()
 	host, port, _ := net.SplitHostPort(n.DNS)
 	digRun := func(args ...string) string {
 		all := append([]string{"@" + host, "-p", port, "+tries=1", "+time=2", "-b", "127.0.4.4"}, args...)
@@ -147,9 +146,9 @@ func TestCookiesWithDig(t *testing.T) {
 	}
 
 	// Rotate the cookie secret and the token; reload by SIGHUP.
-	writeFile(t, filepath.Join(n.Dir, "cookie.key"), "dd3bdf9344b678b185a6f5cb60fca715\n")
-	writeFile(t, filepath.Join(n.Dir, "admin.token"), "second-token\n")
-	n.Signal(syscall.SIGHUP)
+	writeFile(t, filepath.Join(n.dir, "cookie.key"), "dd3bdf9344b678b185a6f5cb60fca715\n")
+	writeFile(t, filepath.Join(n.dir, "admin.token"), "second-token\n")
+	n.Reload()
 	eventually(t, 10*time.Second, "the new token is in force", func() bool {
 		return postReload(t, n, "second-token") == 200
 	})
@@ -166,14 +165,14 @@ func TestCookiesWithDig(t *testing.T) {
 	}
 
 	// An emptied token file is a failed reload: the token stays.
-	writeFile(t, filepath.Join(n.Dir, "admin.token"), "  \n")
+	writeFile(t, filepath.Join(n.dir, "admin.token"), "  \n")
 	if code := postReload(t, n, "second-token"); code != 422 {
 		t.Errorf("reload with an empty token file: %d, want 422", code)
 	}
 	if code := postReload(t, n, "second-token"); code != 422 {
 		t.Errorf("the token after a failed reload: %d, want 422 (authorized, still failing)", code)
 	}
-	if !strings.Contains(n.logBuf.String(), "secret file is readable by group or others") {
+	if !strings.Contains(n.log.String(), "secret file is readable by group or others") {
 		t.Error("no warning about the group-readable secret files")
 	}
 	// AXFR is refused, over TCP as dig asks it.
@@ -189,7 +188,6 @@ func TestCookiesWithDig(t *testing.T) {
 func TestRRLThroughUnbound(t *testing.T) {
 	dig := requireTool(t, "dig")
 	n := internetNode(t, "responses_per_second = 1\nwindow = 5\nslip = 1\n")
-	n.Start()
 
 	port := startUnbound(t, n.DNS, "\tcache-max-ttl: 0\n\tcache-max-negative-ttl: 0\n")
 	ask := func(name, qtype string) string {

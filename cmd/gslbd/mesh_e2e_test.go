@@ -70,22 +70,22 @@ type meshStatus struct {
 	}
 }
 
-func statusOf(t *testing.T, n *testNode) meshStatus {
+func statusOf(t *testing.T, n adminNode) meshStatus {
 	t.Helper()
-	resp, err := http.Get(n.Admin + "/api/v1/status")
+	resp, err := http.Get(n.adminURL() + "/api/v1/status")
 	if err != nil {
-		t.Fatalf("status of %s: %v", n.Name, err)
+		t.Fatalf("status of %s: %v", n.adminURL(), err)
 	}
 	defer resp.Body.Close()
 	var s meshStatus
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		t.Fatalf("status of %s: %v", n.Name, err)
+		t.Fatalf("status of %s: %v", n.adminURL(), err)
 	}
 	return s
 }
 
 // votesOn is what node n's status says the monitors voted on addr.
-func votesOn(t *testing.T, n *testNode, addr string) map[string]string {
+func votesOn(t *testing.T, n adminNode, addr string) map[string]string {
 	for _, p := range statusOf(t, n).Pools {
 		for _, s := range p.Sites {
 			for _, a := range s.Addresses {

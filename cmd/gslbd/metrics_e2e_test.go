@@ -27,8 +27,7 @@ func TestMetricsDocumented(t *testing.T) {
 		t.Fatalf("found %d metrics in docs/operations.md, want the whole table", len(documented))
 	}
 
-	n := e2eNode(t, "metrics", nil)
-	n.Start()
+	n := e2eInproc(t, "metrics")
 	exchange(t, n.DNS, "www.gslb.test.", dns.TypeA, "127.0.1.0/24") // so query counters have samples
 	resp, err := http.Get(n.Admin + "/metrics")
 	if err != nil {

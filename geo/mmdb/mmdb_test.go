@@ -1,0 +1,128 @@
+package mmdb
+
+import (
+	"bytes"
+	"os"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/oschwald/geoip2-golang/v2"
+	"github.com/oschwald/maxminddb-golang/v2"
+
+	"gslbd/internal/cputime"
+)
+
+// records reads the database at path and returns its reader, its data
+// section and the offset of every distinct record, in walk order.
+func records(tb testing.TB, path string) (*maxminddb.Reader, []byte, []uintptr) {
+	tb.Helper()
+	buf, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r, err := maxminddb.OpenBytes(buf)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { r.Close() })
+	seen := map[uintptr]bool{}
+	var offs []uintptr
+	for res := range r.Networks() {
+		if !res.Found() {
+			continue
+		}
+		if o := res.Offset(); !seen[o] {
+			seen[o] = true
+			offs = append(offs, o)
+		}
+	}
+	start := r.Metadata.NodeCount * r.Metadata.RecordSize / 4
+	end := bytes.LastIndex(buf, metadataMarker)
+	return r, buf[start+16 : end], offs
+}
+
+// TestDecoderAgreesWithGeoip2 decodes every record of the test
+// databases (and of GSLBD_GEOLITE2's, when set) with the walk's decoder
+// and with geoip2.City through the reader: every part the decoder fills
+// must be equal, a city's names apart (the decoder keeps only the
+// GeoNameID of a city it has seen before).
+func TestDecoderAgreesWithGeoip2(t *testing.T) {
+	paths := []string{"../../testdata/geo/city.mmdb", "../../testdata/geo/country.mmdb"}
+	if p := os.Getenv("GSLBD_GEOLITE2"); p != "" && !testing.Short() {
+		paths = append(paths, p)
+	}
+	for _, path := range paths {
+		r, data, offs := records(t, path)
+		d := newDecoder(data)
+		seenCity := map[uint]bool{}
+		for _, off := range offs {
+			rec, err := d.decode(off)
+			if err != nil {
+				t.Fatalf("%s: record at %d: %v", path, off, err)
+			}
+			var want geoip2.City
+			if err := r.LookupOffset(off).Decode(&want); err != nil {
+				t.Fatal(err)
+			}
+			got := d.city
+			if seenCity[want.City.GeoNameID] {
+				got.City.Names = want.City.Names
+			}
+			seenCity[want.City.GeoNameID] = true
+			want.Postal, want.Traits = geoip2.CityPostal{}, geoip2.CityTraits{}
+			if len(want.Subdivisions) == 0 {
+				want.Subdivisions = got.Subdivisions[:0]
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s: record at %d:\ndecoder %+v\ngeoip2  %+v", path, off, got, want)
+			}
+			if rec.Country != want.Country.ISOCode || rec.Continent != want.Continent.Code ||
+				rec.RegisteredCountry != want.RegisteredCountry.ISOCode || rec.HasCoords != want.Location.HasCoordinates() {
+				t.Fatalf("%s: record at %d: %+v from %+v", path, off, rec, want)
+			}
+		}
+		t.Logf("%s: %d records, %d cities", path, len(offs), len(d.cities))
+	}
+}
+
+// BenchmarkDecodeFull decodes every distinct record of the database at
+// GSLBD_GEOLITE2 once, as a load does: with the walk's decoder (fresh,
+// so its caches fill as in a load) and, for comparison, as geoip2.City
+// through the reader. cpu-s/op is one pass over all records.
+func BenchmarkDecodeFull(b *testing.B) {
+	path := os.Getenv("GSLBD_GEOLITE2")
+	if path == "" {
+		b.Skip("GSLBD_GEOLITE2 not set: no full-size database to measure (optional, see docs/geoip.md)")
+	}
+	r, data, offs := records(b, path)
+	run := func(b *testing.B, setup func(), decode func(off uintptr) error) {
+		b.ReportAllocs()
+		var cpu time.Duration
+		for b.Loop() {
+			setup()
+			c0 := cputime.Now()
+			for _, off := range offs {
+				if err := decode(off); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu += cputime.Now() - c0
+		}
+		b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+	}
+	b.Run("walk-decoder", func(b *testing.B) {
+		var d *decoder
+		run(b, func() { d = newDecoder(data) }, func(off uintptr) error {
+			_, err := d.decode(off)
+			return err
+		})
+	})
+	b.Run("reader-geoip2.City", func(b *testing.B) {
+		var c geoip2.City
+		run(b, func() {}, func(off uintptr) error {
+			c = geoip2.City{}
+			return r.LookupOffset(off).Decode(&c)
+		})
+	})
+}
