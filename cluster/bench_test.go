@@ -80,20 +80,7 @@ func simulate(b *testing.B, n, changes int) {
 	})
 
 	// Steady state traffic: digests and memberlist probes only.
-	sum := func() (wire, ours uint64) {
-		for i, ft := range fts {
-			wire += ft.bytesOut.Load()
-			ours += ms[i].Stats().BytesOut
-		}
-		return
-	}
-	w0, o0 := sum()
-	t0 := time.Now()
-	time.Sleep(3 * time.Second) // measuring a rate over a fixed window, not synchronising
-	w1, o1 := sum()
-	secs := time.Since(t0).Seconds()
-	wirePerNode := float64(w1-w0) / secs / float64(n)
-	oursPerNode := float64(o1-o0) / secs / float64(n)
+	wirePerNode, oursPerNode := gossipRate(fts, ms, 3*time.Second)
 
 	var took []time.Duration
 	for c := range changes {
@@ -114,6 +101,24 @@ func simulate(b *testing.B, n, changes int) {
 	for _, m := range ms {
 		m.Shutdown()
 	}
+}
+
+// gossipRate measures, over window, the bytes per second and node sent
+// as memberlist packets (wire) and as gslbd messages (ours).
+func gossipRate(fts []*faultTransport, ms []*Mesh, window time.Duration) (wire, ours float64) {
+	sum := func() (wire, ours uint64) {
+		for i, ft := range fts {
+			wire += ft.bytesOut.Load()
+			ours += ms[i].Stats().BytesOut
+		}
+		return
+	}
+	w0, o0 := sum()
+	t0 := time.Now()
+	time.Sleep(window) // measuring a rate over a fixed window, not synchronising
+	w1, o1 := sum()
+	per := time.Since(t0).Seconds() * float64(len(ms))
+	return float64(w1-w0) / per, float64(o1-o0) / per
 }
 
 var simNodes = envInt("GSLBD_SIM_NODES", 50)
@@ -379,20 +384,7 @@ func simulateScale(b *testing.B, n, targets, k int) {
 		time.Sleep(time.Second)
 	}
 	b.Logf("relay queues: %d messages left %v after the reports counted", queued(), time.Since(drain))
-	sum := func() (wire, ours uint64) {
-		for i, ft := range fts {
-			wire += ft.bytesOut.Load()
-			ours += ms[i].Stats().BytesOut
-		}
-		return
-	}
-	w0, o0 := sum()
-	s0 := time.Now()
-	time.Sleep(10 * time.Second) // measuring a rate over a fixed window, not synchronising
-	w1, o1 := sum()
-	secs := time.Since(s0).Seconds()
-	wirePerNode := float64(w1-w0) / secs / float64(n)
-	oursPerNode := float64(o1-o0) / secs / float64(n)
+	wirePerNode, oursPerNode := gossipRate(fts, ms, 10*time.Second)
 	heap := heapInuse()
 	heapPerNode := float64(heap-min(heap, base)) / float64(n)
 	full := (*delegate)(ms[0]).LocalState(false)

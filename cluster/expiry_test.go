@@ -31,19 +31,26 @@ func member(m *Mesh, name string, alive bool, now time.Time) {
 	m.onMember(memberEvent{node: memberlist.Node{Name: name, Addr: []byte{127, 0, 0, 1}, Port: 7946}, meta: meta, state: state}, now)
 }
 
+// monitorA is an offline mesh with targets probed at the given intervals
+// and one live monitor "a", returned locked with the time it starts at.
+func monitorA(t *testing.T, intervals map[string]time.Duration) (*Mesh, time.Time) {
+	m := offlineMesh(t, 0)
+	now := time.Now()
+	m.mu.Lock()
+	m.intervals = intervals
+	m.reassign(now)
+	member(m, "a", true, now)
+	return m, now
+}
+
 // TestExpiryExact checks when a report stops counting: not while
 // max(heard, confirmed) + window has not passed, and at the first sweep
 // after it; a confirmation makes it count again until its own window
 // ends.
 func TestExpiryExact(t *testing.T) {
-	m := offlineMesh(t, 0)
-	t0 := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	const slow, fast = "10.0.0.1|tcp:80", "10.0.0.2|tcp:80"
-	m.intervals = map[string]time.Duration{slow: 10 * time.Second, fast: time.Second}
-	m.reassign(t0)
-	member(m, "a", true, t0)
+	m, t0 := monitorA(t, map[string]time.Duration{slow: 10 * time.Second, fast: time.Second})
+	defer m.mu.Unlock()
 	wSlow, wFast := m.window(slow), m.window(fast) // 35 s, 8 s
 	counted := func(key string) bool { return m.st.monitors["a"].entries[key].counted }
 	check := func(at time.Duration, wantSlow, wantFast bool) {
@@ -179,17 +186,12 @@ func TestExpiryMatchesRescan(t *testing.T) {
 }
 
 // TestExpiryQueuesBounded: a monitor that keeps confirming while one of
-// one of its reports flaps never lets a record expire, so the replaced
+// its reports flaps never lets a record expire, so the replaced
 // records behind its steady report must be dropped by compaction.
 func TestExpiryQueuesBounded(t *testing.T) {
-	m := offlineMesh(t, 0)
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	const steady, key = "10.0.0.2|tcp:80", "10.0.0.1|tcp:80"
-	m.intervals = map[string]time.Duration{key: time.Second, steady: time.Second}
-	m.reassign(now)
-	member(m, "a", true, now)
+	m, now := monitorA(t, map[string]time.Duration{key: time.Second, steady: time.Second})
+	defer m.mu.Unlock()
 	m.putEntry("a", steady, entry{Seq: 1, Up: true}, now)
 	for i := range 10_000 {
 		now = now.Add(100 * time.Millisecond)
