@@ -10,7 +10,8 @@ import (
 	"time"
 )
 
-// External is this node's external health feed (SPEC §10): statements
+// External is this node's external health feed (docs/operations.md,
+// "External health"): statements
 // from outside that an address or a site is up or down for a while. They
 // are this monitor's report on the targets they name, so they enter the
 // quorum like a probe result. Optional; safe for concurrent use.

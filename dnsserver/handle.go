@@ -606,8 +606,7 @@ func (s *Server) cookieCheck(q *query) uint8 {
 
 // unixNow is the query path's clock, in Unix seconds: the coarse clock
 // of a started server (tick), else the system's. Reading the system clock
-// costs 20–200 ns a call on a virtual machine, more than the rest of the
-// rate limiter.
+// on a virtual machine can cost more than the rest of the rate limiter.
 func (s *Server) unixNow() int64 {
 	if t := s.clock.Load(); t != 0 {
 		return t

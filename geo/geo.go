@@ -147,6 +147,17 @@ type Metadata struct {
 	IPVersion    uint // 4 or 6
 	NodeCount    uint // nodes of the search tree
 	RecordSize   uint // bits per record: 24, 28 or 32
+
+	// Release, when set, is told which part of the file Build is done
+	// with: Release(n) as the walk passes the first n bytes (the search
+	// tree's nodes are numbered in the order the walk visits them in
+	// the files MaxMind and mmdbwriter write, so those it has passed
+	// are not read again), and Release(len(data)) when the walk is
+	// over, before the table is built. A mapped file gives those pages
+	// back (geo/mmdb), so that the file does not sit in memory beside
+	// the new table; the bytes must stay readable all the same, for a
+	// file whose nodes are in another order.
+	Release func(n int)
 }
 
 // Record is the part of a City or Country record that locates a client.
@@ -169,19 +180,24 @@ type Record struct {
 // Build walks. Build calls it once per distinct record.
 type DecodeFunc func(offset uintptr) (Record, error)
 
-// locKey identifies a Location for deduplication.
+// locKey identifies a Location for deduplication. The country and
+// continent are codes from builder.code, so that the key is 24 bytes with
+// nothing to hash byte by byte: a City database has a hundred thousand
+// Locations, and this map is most of what building them costs.
 type locKey struct {
-	country, continent string
 	lat, lon           float64
+	country, continent uint16
 	hasCoords          bool
 	source             Source
 	registered         bool
 }
 
 type builder struct {
-	locs  chunks[Location] // by ID; flattened when the walk is done
-	byKey map[locKey]uint32
-	names map[string]string // interned country and continent codes
+	locs    chunks[Location] // by ID; flattened when the walk is done
+	byKey   map[locKey]uint32
+	codes   map[string]uint16 // country and continent codes by name; "" is 0
+	names   []string          // the names of the codes, interned
+	tooMany bool              // more names than codes
 
 	// countries is what the database says about each country elsewhere,
 	// for the records that name only a registered country.
@@ -227,19 +243,40 @@ func (b *builder) placeRegistered(locs []Location) {
 	}
 }
 
-func (b *builder) intern(s string) string {
-	if v, ok := b.names[s]; ok {
-		return v
+func (b *builder) intern(s string) string { return b.names[b.code(s)] }
+
+// code returns the code of a country or continent name (upper-case),
+// adding it if new. A database has a few hundred; past 65,535 distinct
+// names (a corrupt file) it sets tooMany, which fails the walk.
+func (b *builder) code(s string) uint16 {
+	if c, ok := b.codes[s]; ok {
+		return c
+	}
+	if len(b.names) > 0xFFFF {
+		b.tooMany = true
+		return 0xFFFF
 	}
 	s = strings.Clone(s)
-	b.names[s] = s
-	return s
+	c := uint16(len(b.names))
+	b.codes[s] = c
+	b.names = append(b.names, s)
+	return c
+}
+
+// reserve makes room for n Locations: a City database's hundred thousand
+// would otherwise grow the map a dozen times.
+func (b *builder) reserve(n int) {
+	m := make(map[locKey]uint32, n)
+	for k, v := range b.byKey {
+		m[k] = v
+	}
+	b.byKey = m
 }
 
 // location returns the ID of the Location with key k, adding it if new.
 // A key without any data is the unknown location.
 func (b *builder) location(k locKey) uint32 {
-	if k.source != SourceOverride && !k.registered && k.country == "" && k.continent == "" && !k.hasCoords {
+	if k.source != SourceOverride && !k.registered && k.country == 0 && k.continent == 0 && !k.hasCoords {
 		return 0
 	}
 	if !k.hasCoords {
@@ -250,7 +287,7 @@ func (b *builder) location(k locKey) uint32 {
 	}
 	id := uint32(b.locs.n)
 	b.locs.push(Location{
-		ID: int32(id), Country: b.intern(k.country), Continent: b.intern(k.continent),
+		ID: int32(id), Country: b.names[k.country], Continent: b.names[k.continent],
 		Lat: k.lat, Lon: k.lon, HasCoords: k.hasCoords, Source: k.source, Registered: k.registered,
 	})
 	b.byKey[k] = id
@@ -289,7 +326,8 @@ func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, 
 	t0 := time.Now()
 	b := &builder{
 		byKey: map[locKey]uint32{},
-		names: map[string]string{},
+		codes: map[string]uint16{"": 0},
+		names: []string{""},
 
 		countries: map[string]*countryFacts{},
 	}
@@ -309,7 +347,7 @@ func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, 
 		}
 		p = p.Masked()
 		id := b.location(locKey{
-			country: strings.ToUpper(o.Country), continent: strings.ToUpper(o.Continent),
+			country: b.code(strings.ToUpper(o.Country)), continent: b.code(strings.ToUpper(o.Continent)),
 			lat: o.Lat, lon: o.Lon, hasCoords: o.HasCoords, source: SourceOverride,
 		})
 		if p.Addr().Is4() {

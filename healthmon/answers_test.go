@@ -111,7 +111,7 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 // against real TCP backends and watches the answers of three pools that
 // share them: an address leaves the answers within interval × fall of its
 // backend stopping and returns after rise, and each when_all_down mode
-// does what SPEC §5.6 says once every backend is down.
+// does what docs/configuration.md says once every backend is down.
 func TestAnswersFollowProbes(t *testing.T) {
 	checkLeaks(t)
 	la, lb, port := pairListeners(t, "127.0.0.31", "127.0.0.32")

@@ -21,7 +21,8 @@ import (
 	"gslbd/zones"
 )
 
-// Feed is the external health input (SPEC §10): systems the operator
+// Feed is the external health input (docs/operations.md, "External
+// health"): systems the operator
 // trusts — an alert manager, a deploy pipeline, Consul — set addresses or
 // whole sites up or down for a while, through a watched file (like
 // gdnsd's extfile) or the admin API. What the feed says is this monitor's

@@ -458,7 +458,7 @@ func (m *Monitor) logDecision(t zones.Target, prev, st machine, res result) {
 }
 
 // Override is a state set from outside the probes — an external feed, a
-// watched file or an admin call (SPEC §10) — for one target key. While it
+// watched file or an admin call — for one target key. While it
 // is in force it is this monitor's report on the key, gossiped and
 // counted in the quorum like a probe's decision; the probes keep running,
 // and when the override ends the probe's current state is reported again.

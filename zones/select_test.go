@@ -431,7 +431,8 @@ func TestSelectScope(t *testing.T) {
 	}
 }
 
-// TestSelectScopeIsSafe checks the promise of SPEC §5.7 directly: every
+// TestSelectScopeIsSafe checks the ECS scope promise (docs/geoip.md)
+// directly: every
 // address inside the scope the answer carries gets the same answer (as a
 // set: rotation does not count). Pools with a random element would differ
 // by chance, so the deterministic ones are checked: affinity and failover.

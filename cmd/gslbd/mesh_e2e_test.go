@@ -16,7 +16,8 @@ import (
 
 // uaBackend is an HTTP backend that fails (503) the health checks of the
 // monitors named in its failing set, identified by the User-Agent that
-// SPEC §6 makes them send, and answers 200 to everyone else.
+// every probe sends (gslbd-health/VERSION (node NAME)), and answers 200
+// to everyone else.
 type uaBackend struct {
 	mu      sync.Mutex
 	failing map[string]bool
@@ -99,8 +100,8 @@ func votesOn(t *testing.T, n adminNode, addr string) map[string]string {
 }
 
 // TestMeshQuorumAcrossProcesses runs three `gslbd serve` processes joined
-// on loopback that all probe two HTTP backends, and checks SPEC §6 through
-// their DNS answers: one dissenting monitor changes nothing, two of three
+// on loopback that all probe two HTTP backends, and checks the quorum rule
+// (more than half of the live monitors) through their DNS answers: one dissenting monitor changes nothing, two of three
 // take the address down on every node, a kill -9 of a dissenter hands the
 // verdict back to the survivors, and a drain set on one node reaches the
 // answers of the others.

@@ -30,9 +30,9 @@ const (
 
 // encoder turns slots into dnstap protobuf bytes. It writes the wire
 // format directly with protowire, into two buffers it reuses: the
-// reflection-driven proto.Marshal of the golang-dnstap types cost about
-// 380 ns a message, a fifth of a query's whole CPU budget with dnstap on;
-// this costs a fraction of that and allocates nothing. The tests decode
+// reflection-driven proto.Marshal of the golang-dnstap types cost a
+// large part of a query's CPU budget with dnstap on; this costs a fraction
+// of that and allocates nothing (docs/performance.md, "dnstap"). The tests decode
 // every message with the golang-dnstap types and compare it with the
 // message those types marshal.
 type encoder struct {

@@ -42,7 +42,7 @@ func OpenFile(path string, f *os.File, overrides []geo.Override) (*geo.DB, error
 		return nil, fmt.Errorf("geo: open %s: %w", path, err)
 	}
 	defer release()
-	return OpenBytes(path, buf, overrides)
+	return open(path, buf, overrides, func(n int) { dropPages(buf, n) })
 }
 
 // metadataMarker starts the metadata section of a MaxMind DB file.
@@ -51,6 +51,11 @@ var metadataMarker = []byte("\xAB\xCD\xEFMaxMind.com")
 // OpenBytes is Open for a database already read into buf; path names it
 // in errors. The buffer is not kept.
 func OpenBytes(path string, buf []byte, overrides []geo.Override) (*geo.DB, error) {
+	return open(path, buf, overrides, nil)
+}
+
+// open is OpenBytes; release, when set, is geo.Metadata.Release.
+func open(path string, buf []byte, overrides []geo.Override, release func(n int)) (*geo.DB, error) {
 	r, err := maxminddb.OpenBytes(buf)
 	if err != nil {
 		return nil, fmt.Errorf("geo: open %s: %w", path, err)
@@ -62,6 +67,7 @@ func OpenBytes(path string, buf []byte, overrides []geo.Override) (*geo.DB, erro
 		IPVersion:    r.Metadata.IPVersion,
 		NodeCount:    r.Metadata.NodeCount,
 		RecordSize:   r.Metadata.RecordSize,
+		Release:      release,
 	}
 	// The reader has checked the layout: the data section lies between
 	// the search tree (and its 16-byte separator) and the metadata.

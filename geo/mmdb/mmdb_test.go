@@ -2,6 +2,7 @@ package mmdb
 
 import (
 	"bytes"
+	"net/netip"
 	"os"
 	"reflect"
 	"testing"
@@ -125,4 +126,48 @@ func BenchmarkDecodeFull(b *testing.B) {
 			return r.LookupOffset(off).Decode(&c)
 		})
 	})
+}
+
+// TestReleaseKeepsBytes: the walk hands the file back as it passes it
+// (Metadata.Release, pages dropped from a mapping) and the whole file at
+// its end; the load still answers, and the mapping still reads the same
+// bytes afterwards.
+func TestReleaseKeepsBytes(t *testing.T) {
+	const path = "../../testdata/geo/city.mmdb"
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf, release, err := mapFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	var calls []int
+	db, err := open(path, buf, nil, func(n int) {
+		calls = append(calls, n)
+		dropPages(buf, n)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) == 0 || calls[len(calls)-1] != len(buf) {
+		t.Fatalf("Release calls %v, want the last to be the whole file (%d)", calls, len(buf))
+	}
+	for i := 1; i < len(calls); i++ {
+		if calls[i] < calls[i-1] {
+			t.Fatalf("Release calls %v go backwards", calls)
+		}
+	}
+	if !bytes.Equal(buf, want) {
+		t.Fatal("the mapping reads other bytes after its pages were dropped")
+	}
+	if loc, _ := db.Lookup(netip.MustParseAddr("127.0.1.1")); loc.Country != "DE" {
+		t.Fatalf("127.0.1.1 located in %+v, want DE", *loc)
+	}
 }

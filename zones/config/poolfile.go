@@ -75,7 +75,7 @@ type checkSpec struct {
 var checkTypes = map[string]zones.CheckType{"none": zones.CheckNone, "http": zones.CheckHTTP, "https": zones.CheckHTTPS, "tcp": zones.CheckTCP, "dns": zones.CheckDNS}
 
 // Request headers a check may not set: the probe writes them itself (the
-// User-Agent names the monitor, SPEC §6; host has its own key).
+// User-Agent names the monitor; host has its own key).
 var reservedHeaders = []string{"Host", "User-Agent", "Connection", "Content-Length", "Transfer-Encoding", "Te", "Trailer", "Upgrade"}
 
 func parseCheckSpec(t *table) *checkSpec {
