@@ -80,20 +80,7 @@ func simulate(b *testing.B, n, changes int) {
 	})
 
 	// Steady state traffic: digests and memberlist probes only.
-	sum := func() (wire, ours uint64) {
-		for i, ft := range fts {
-			wire += ft.bytesOut.Load()
-			ours += ms[i].Stats().BytesOut
-		}
-		return
-	}
-	w0, o0 := sum()
-	t0 := time.Now()
-	time.Sleep(3 * time.Second) // measuring a rate over a fixed window, not synchronising
-	w1, o1 := sum()
-	secs := time.Since(t0).Seconds()
-	wirePerNode := float64(w1-w0) / secs / float64(n)
-	oursPerNode := float64(o1-o0) / secs / float64(n)
+	wirePerNode, oursPerNode := gossipRate(fts, ms, 3*time.Second)
 
 	var took []time.Duration
 	for c := range changes {
@@ -114,6 +101,24 @@ func simulate(b *testing.B, n, changes int) {
 	for _, m := range ms {
 		m.Shutdown()
 	}
+}
+
+// gossipRate measures, over window, the bytes per second and node sent
+// as memberlist packets (wire) and as gslbd messages (ours).
+func gossipRate(fts []*faultTransport, ms []*Mesh, window time.Duration) (wire, ours float64) {
+	sum := func() (wire, ours uint64) {
+		for i, ft := range fts {
+			wire += ft.bytesOut.Load()
+			ours += ms[i].Stats().BytesOut
+		}
+		return
+	}
+	w0, o0 := sum()
+	t0 := time.Now()
+	time.Sleep(window) // measuring a rate over a fixed window, not synchronising
+	w1, o1 := sum()
+	per := time.Since(t0).Seconds() * float64(len(ms))
+	return float64(w1-w0) / per, float64(o1-o0) / per
 }
 
 var simNodes = envInt("GSLBD_SIM_NODES", 50)
@@ -137,7 +142,7 @@ func mergeMesh(b *testing.B, mons, targets int) (*Mesh, []string, []string) {
 	iv := make(map[string]time.Duration, targets)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("10.%d.%d.%d|http:80/healthz", i>>16, i>>8&255, i&255)
-		iv[keys[i]] = 5 * time.Second
+		iv[keys[i]] = time.Minute
 	}
 	m.SetTargets(iv)
 	names := make([]string, mons)
@@ -164,9 +169,19 @@ func mergeMesh(b *testing.B, mons, targets int) (*Mesh, []string, []string) {
 // is new (a monitor's change on one target) on a node that holds 200
 // monitors × 10,000 targets: decoding, the merge, the tally and the relay.
 // After the loop it measures, with the owner goroutine running, the time
-// from a deciding report's arrival (NotifyMsg) to the published verdict.
+// from a deciding report's arrival (NotifyMsg) to the published verdict,
+// with every monitor confirming its state as its digests would.
 // Run: go test -run '^$' -bench Merge200x10k -benchtime 200000x ./cluster
-func BenchmarkMerge200x10k(b *testing.B) {
+func BenchmarkMerge200x10k(b *testing.B) { benchMerge(b, true) }
+
+// BenchmarkMerge200x10kUnconfirmed is BenchmarkMerge200x10k with monitors
+// that last confirmed their state more than the shortest freshness window
+// ago (their digests stopped, or did not match), while their reports are
+// still fresh: the freshness sweep must find what expires without
+// rescanning their 2 M entries at every tick.
+func BenchmarkMerge200x10kUnconfirmed(b *testing.B) { benchMerge(b, false) }
+
+func benchMerge(b *testing.B, confirmed bool) {
 	const mons, targets = 200, 10_000
 	m, names, keys := mergeMesh(b, mons, targets)
 	d := (*delegate)(m)
@@ -203,6 +218,14 @@ func BenchmarkMerge200x10k(b *testing.B) {
 	for i, mon := range names {
 		m.putEntry(mon, k, entry{Seq: s, Up: i >= 100}, time.Now())
 	}
+	if !confirmed {
+		// Confirmed just past the shortest window: every report is
+		// still fresh (targets are probed every minute), but no monitor
+		// has confirmed within minWindow.
+		for _, ms := range m.st.monitors {
+			ms.confirmed = time.Now().Add(-minWindow - time.Second)
+		}
+	}
 	m.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	m.wg.Add(1)
@@ -213,17 +236,18 @@ func BenchmarkMerge200x10k(b *testing.B) {
 		s++
 		msg := encode(msgReport, wireReport{M: names[100], E: wireEntry{K: k, S: s, U: !down}})
 		time.Sleep(2 * publishEvery) // apart from the previous publish, not a synchronisation
-		// Live monitors confirm their state with digests; without them the
-		// freshness sweep would rescan all 2 M entries at every tick.
-		m.mu.Lock()
-		for _, ms := range m.st.monitors {
-			ms.confirmed = time.Now()
+		if confirmed {
+			// Live monitors confirm their state with digests.
+			m.mu.Lock()
+			for _, ms := range m.st.monitors {
+				ms.confirmed = time.Now()
+			}
+			m.mu.Unlock()
 		}
-		m.mu.Unlock()
 		start := time.Now()
 		d.NotifyMsg(msg)
 		for m.Health().Down(k) != down {
-			if time.Since(start) > 5*time.Second {
+			if time.Since(start) > 30*time.Second {
 				b.Fatalf("flip %d: verdict not published", i)
 			}
 			runtime.Gosched()
@@ -232,7 +256,172 @@ func BenchmarkMerge200x10k(b *testing.B) {
 	}
 	cancel()
 	m.wg.Wait()
+	m.mu.Lock()
+	stale := 0
+	for _, ms := range m.st.monitors {
+		stale += len(ms.entries) - ms.counted
+	}
+	m.mu.Unlock()
+	if stale > 0 {
+		b.Fatalf("%d reports went stale during the run: it measured expiry, not the sweep", stale)
+	}
 	slices.Sort(took)
-	b.ReportMetric(float64(took[len(took)/2].Microseconds()), "report-to-view-p50-µs")
-	b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "report-to-view-p99-µs")
+	p50, p99 := took[len(took)/2], took[len(took)*99/100]
+	b.Logf("confirmed %v: report to published view p50 %v, p99 %v", confirmed, p50, p99)
+	b.ReportMetric(float64(p50.Microseconds()), "report-to-view-p50-µs")
+	b.ReportMetric(float64(p99.Microseconds()), "report-to-view-p99-µs")
+}
+
+// BenchmarkMeshScale runs an in-process mesh on profile lan with 10,000
+// targets, every node a monitor: 200 nodes (GSLBD_SCALE_NODES, or as many
+// as the machine bears) with monitors_per_target = 3, as a large mesh is
+// run, and 50 nodes × 1,000 targets with every monitor probing every
+// target. It logs the time until a verdict change reaches every node
+// (p50, p99), the steady gossip per node and the heap per node.
+// Run: go test -run '^$' -bench MeshScale -benchtime 1x -timeout 60m ./cluster
+func BenchmarkMeshScale(b *testing.B) {
+	n := envInt("GSLBD_SCALE_NODES", 200)
+	b.Run(fmt.Sprintf("nodes=%d/targets=10000/k=3", n), func(b *testing.B) {
+		for b.Loop() {
+			simulateScale(b, n, 10_000, 3)
+		}
+	})
+	b.Run("nodes=50/targets=1000/k=all", func(b *testing.B) {
+		for b.Loop() {
+			simulateScale(b, 50, 1000, 0)
+		}
+	})
+}
+
+func heapInuse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var s runtime.MemStats
+	runtime.ReadMemStats(&s)
+	return s.HeapInuse
+}
+
+func simulateScale(b *testing.B, n, targets, k int) {
+	checkLeaks(b)
+	began := time.Now()
+	quiet := slog.New(slog.NewTextHandler(b.Output(), &slog.HandlerOptions{Level: slog.LevelError}))
+	base := heapInuse()
+	var fts []*faultTransport
+	ms := startMeshes(b, n, func(i int, o *Options) {
+		ft := newFaultTransport(b, uint64(i+1), 0, 0)
+		fts = append(fts, ft)
+		o.Transport = ft
+		o.Logger = quiet
+		o.Profile = "lan"
+		o.MonitorsPerTarget = k
+		o.Join = nil
+		for range min(i, 3) {
+			o.Join = append(o.Join, fts[rand.IntN(i)].addr)
+		}
+	})
+	b.Logf("%d nodes joined and alive everywhere in %v", n, time.Since(began))
+	iv := make(map[string]time.Duration, targets)
+	keys := make([]string, targets)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("10.%d.%d.%d|http:80/healthz", i>>16, i>>8&255, i&255)
+		iv[keys[i]] = 5 * time.Second
+	}
+	for _, m := range ms {
+		m.SetTargets(iv)
+	}
+	// Every monitor reports up on what it probes.
+	perTarget := n
+	if k > 0 {
+		perTarget = k
+	}
+	waitFor(b, 2*time.Minute, "the same assignment everywhere", func() bool {
+		for _, m := range ms {
+			if a := m.Assignment(); len(a.Monitors(keys[0])) != perTarget || !slices.Equal(a.Monitors(keys[0]), ms[0].Assignment().Monitors(keys[0])) {
+				return false
+			}
+		}
+		return true
+	})
+	t0 := time.Now()
+	for _, m := range ms {
+		a := m.Assignment()
+		for _, key := range keys {
+			if a.Probes(key) {
+				m.SetLocal(key, true, "200")
+			}
+		}
+	}
+	want := targets * perTarget
+	entries := func(m *Mesh) int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		total := 0
+		for _, mon := range m.st.monitors {
+			total += mon.counted
+		}
+		return total
+	}
+	waitFor(b, 10*time.Minute, fmt.Sprintf("%d counted reports on every node", want), func() bool {
+		for _, m := range ms {
+			if entries(m) != want {
+				return false
+			}
+		}
+		return true
+	})
+	b.Logf("%d reports (%d targets × %d monitors) counted on every node %v after they were made", want, targets, perTarget, time.Since(t0))
+	// Steady state: the relay queues of the initial reports drained (or
+	// a bound passed), then digests and memberlist probes only.
+	queued := func() int {
+		q := 0
+		for _, m := range ms {
+			q += m.broadcasts.NumQueued()
+		}
+		return q
+	}
+	drain := time.Now()
+	for queued() > 0 && time.Since(drain) < 3*time.Minute {
+		time.Sleep(time.Second)
+	}
+	b.Logf("relay queues: %d messages left %v after the reports counted", queued(), time.Since(drain))
+	wirePerNode, oursPerNode := gossipRate(fts, ms, 10*time.Second)
+	heap := heapInuse()
+	heapPerNode := float64(heap-min(heap, base)) / float64(n)
+	full := (*delegate)(ms[0]).LocalState(false)
+
+	// The deciding key: the first half (rounded down) of its monitors
+	// say down throughout, the next one flips and decides every change.
+	key := keys[0]
+	mons := ms[0].Assignment().Monitors(key)
+	byName := map[string]*Mesh{}
+	for _, m := range ms {
+		byName[m.opts.Name] = m
+	}
+	for _, mon := range mons[:len(mons)/2] {
+		byName[mon].SetLocal(key, false, "timeout")
+	}
+	flipper := byName[mons[len(mons)/2]]
+	waitFor(b, time.Minute, "the deciding key up everywhere", func() bool { return allDown(ms, key, false) })
+	var took []time.Duration
+	const changes = 20
+	for c := range changes {
+		down := c%2 == 0
+		flipper.SetLocal(key, !down, "flip")
+		took = append(took, waitFor(b, time.Minute, fmt.Sprintf("change %d everywhere", c), func() bool { return allDown(ms, key, down) }))
+		time.Sleep(500 * time.Millisecond) // apart from the previous change, not a synchronisation
+	}
+	slices.Sort(took)
+	p50, p99 := took[len(took)/2], took[(len(took)*99-1)/100]
+	b.Logf("verdict change reached all %d nodes: p50 %v, p99 %v (%d changes)", n, p50, p99, changes)
+	b.Logf("steady gossip per node: %.0f B/s on the wire (all memberlist packets), %.0f B/s of gslbd messages", wirePerNode, oursPerNode)
+	b.Logf("heap per node: %.1f MB (HeapInuse after GC, %d nodes, minus the heap before they started); each holds %d reports, full state %d bytes", heapPerNode/1e6, n, want, len(full))
+	b.ReportMetric(float64(p50.Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(p99.Milliseconds()), "p99-ms")
+	b.ReportMetric(wirePerNode, "wire-B/s/node")
+	b.ReportMetric(oursPerNode, "gslbd-B/s/node")
+	b.ReportMetric(heapPerNode/1e6, "heap-MB/node")
+	for _, m := range ms {
+		m.Shutdown()
+	}
+	b.Logf("run took %v", time.Since(began))
 }

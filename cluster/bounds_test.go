@@ -122,7 +122,7 @@ func TestDrainThatCannotWinFails(t *testing.T) {
 }
 
 // TestChurnStaysBounded churns 5,000 node names through a three-node mesh
-// with a retention of 3 s. Each name joins (as memberlist reports it),
+// with a retention of 5 s. Each name joins (as memberlist reports it),
 // reports on two targets, announces digests, sets and clears a drain, and
 // dies or leaves. Afterwards the member list, the monitors and reports
 // held, the push/pull state and the heap are back near where they started,
@@ -131,7 +131,7 @@ func TestChurnStaysBounded(t *testing.T) {
 	checkLeaks(t)
 	// As in production (24 h against 30 s), the retention is many
 	// push/pull rounds: a tombstone must reach every node before it goes.
-	const retention = 3 * time.Second
+	const retention = 5 * time.Second
 	ms := startMeshesCfg(t, 3, func(i int, o *Options) { o.Retention = retention },
 		func(c *memberlist.Config) { c.PushPullInterval = 300 * time.Millisecond })
 	targets := map[string]time.Duration{}

@@ -294,12 +294,14 @@ func (m *Mesh) settle(mon string, ms *monitorState, key string, r *record, now t
 	m.setCounted(ms, key, r, m.counts(mon, ms, key, r, now))
 }
 
-// settleMonitor settles every record of mon.
+// settleMonitor settles every record of mon and rebuilds its expiry
+// queues.
 func (m *Mesh) settleMonitor(mon string, now time.Time) {
 	if ms := m.st.monitors[mon]; ms != nil {
 		for key, r := range ms.entries {
 			m.settle(mon, ms, key, r, now)
 		}
+		m.retrack(mon, ms)
 	}
 }
 
@@ -328,7 +330,9 @@ func (m *Mesh) putEntry(mon, key string, e entry, now time.Time) bool {
 	}
 	m.st.mergeEntry(mon, key, e, now)
 	ms = m.st.monitors[mon]
-	m.settle(mon, ms, key, ms.entries[key], now)
+	r := ms.entries[key]
+	m.settle(mon, ms, key, r, now)
+	m.track(mon, ms, key, r)
 	return true
 }
 
@@ -340,22 +344,6 @@ func (m *Mesh) confirm(mon string, ms *monitorState, now time.Time) {
 	ms.lastHeard = now
 	if now.Sub(prev) > minWindow {
 		m.settleMonitor(mon, now)
-	}
-}
-
-// sweep uncounts records that went stale. Only monitors that have not
-// confirmed within the shortest window can hold stale records, so a mesh
-// whose monitors all announce costs one comparison per monitor.
-func (m *Mesh) sweep(now time.Time) {
-	for mon, ms := range m.st.monitors {
-		if mon == m.opts.Name || ms.counted == 0 || now.Sub(ms.confirmed) <= minWindow {
-			continue
-		}
-		for key, r := range ms.entries {
-			if r.counted {
-				m.settle(mon, ms, key, r, now)
-			}
-		}
 	}
 }
 
@@ -520,8 +508,23 @@ func better(sa uint64, a string, sb uint64, b string) bool {
 	return a < b
 }
 
-// rankKey computes key's top K among the live monitors.
-func (m *Mesh) rankKey(key string) []string {
+// named is a monitor name with its hash.
+type named struct {
+	h    uint64
+	name string
+}
+
+// liveHashes is the live monitors with their name hashes.
+func (m *Mesh) liveHashes() []named {
+	out := make([]named, 0, len(m.live))
+	for name := range m.live {
+		out = append(out, named{strHash(name), name})
+	}
+	return out
+}
+
+// rankAmong computes key's top K among mons.
+func (m *Mesh) rankAmong(key string, mons []named) []string {
 	k := m.opts.MonitorsPerTarget
 	hk := strHash(key)
 	type cand struct {
@@ -529,8 +532,8 @@ func (m *Mesh) rankKey(key string) []string {
 		name string
 	}
 	top := make([]cand, 0, k+1)
-	for name := range m.live {
-		c := cand{score(hk, strHash(name)), name}
+	for _, mon := range mons {
+		c := cand{score(hk, mon.h), mon.name}
 		i := len(top)
 		for i > 0 && better(c.s, c.name, top[i-1].s, top[i-1].name) {
 			i--
@@ -554,8 +557,9 @@ func (m *Mesh) rankKey(key string) []string {
 func (m *Mesh) rankAll(now time.Time) {
 	changed := map[string][]string{}
 	next := make(map[string][]string, len(m.intervals))
+	mons := m.liveHashes()
 	for key := range m.intervals {
-		next[key] = m.rankKey(key)
+		next[key] = m.rankAmong(key, mons)
 		if !slices.Equal(next[key], m.assigned[key]) {
 			changed[key] = m.assigned[key]
 		}
@@ -602,6 +606,7 @@ func (m *Mesh) rankAdd(x string, changed map[string][]string) {
 // rankRemove takes monitor x, no longer live, out of its keys, which get
 // the next monitor in their ranking.
 func (m *Mesh) rankRemove(x string, changed map[string][]string) {
+	var mons []named
 	for key, cur := range m.assigned {
 		if !slices.Contains(cur, x) {
 			continue
@@ -609,7 +614,10 @@ func (m *Mesh) rankRemove(x string, changed map[string][]string) {
 		if _, ok := changed[key]; !ok {
 			changed[key] = cur
 		}
-		m.assigned[key] = m.rankKey(key)
+		if mons == nil {
+			mons = m.liveHashes()
+		}
+		m.assigned[key] = m.rankAmong(key, mons)
 	}
 }
 
@@ -680,6 +688,9 @@ func (m *Mesh) reap(now time.Time) {
 				m.stats.reaped[reapMonitor].Add(1)
 				continue
 			}
+		}
+		if ms.gone == 0 {
+			continue
 		}
 		for key, r := range ms.entries {
 			if r.Gone && wall.Sub(clockTime(r.Seq)) > ret {

@@ -82,6 +82,14 @@ type monitorState struct {
 	lastHeard time.Time
 	// counted is how many of entries are counted in tallies.
 	counted int
+	// expiry holds the records by freshness window, in the order they
+	// expire (see expiry.go); queued counts its items, replaced and
+	// removed records included until they are dropped.
+	expiry []*expiryQueue
+	queued int
+	// gone counts the tombstones among entries, so that reaping skips
+	// monitors without any.
+	gone int
 }
 
 func (ms *monitorState) digest() (n int, h uint64) { return len(ms.entries), ms.hash }
@@ -156,9 +164,11 @@ func (s *store) mergeEntry(mon, key string, e entry, now time.Time) bool {
 	}
 	if cur != nil {
 		ms.hash ^= cur.hash(key)
+		ms.gone -= b2i(cur.Gone)
 	}
 	ms.entries[key] = &record{entry: e, heard: now}
 	ms.hash ^= e.hash(key)
+	ms.gone += b2i(e.Gone)
 	return true
 }
 
@@ -167,6 +177,7 @@ func (s *store) mergeEntry(mon, key string, e entry, now time.Time) bool {
 func (s *store) removeEntry(ms *monitorState, key string) {
 	if cur := ms.entries[key]; cur != nil {
 		ms.hash ^= cur.hash(key)
+		ms.gone -= b2i(cur.Gone)
 		delete(ms.entries, key)
 	}
 }
