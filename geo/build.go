@@ -177,16 +177,27 @@ func overrideLayer(ovs []ovEntry, w int) []run {
 }
 
 // chunks is an append-only list in blocks that are never copied; the
-// first blocks are small, so a small table stays small.
+// first blocks are small, so a small table stays small. With a size hint
+// (reserve) the elements go into one array of that capacity first, which
+// flatten returns as it is when they fitted: no copy at all.
 type chunks[T any] struct {
-	full [][]T
-	cur  []T
-	n    int
+	first []T // reserved; filled before any block
+	full  [][]T
+	cur   []T
+	n     int
 }
 
 const maxChunk = 1 << 16
 
+// reserve allocates room for n elements before the first push.
+func (c *chunks[T]) reserve(n int) { c.first = make([]T, 0, n) }
+
 func (c *chunks[T]) push(x T) {
+	if len(c.first) < cap(c.first) {
+		c.first = append(c.first, x)
+		c.n++
+		return
+	}
 	if len(c.cur) == cap(c.cur) {
 		size := 16
 		if c.cur != nil {
@@ -202,7 +213,16 @@ func (c *chunks[T]) push(x T) {
 // flatten returns the elements in one array of exactly their number and
 // lets go of the chunks.
 func (c *chunks[T]) flatten() []T {
+	if c.cur == nil && cap(c.first)-c.n <= c.n/8+1024 {
+		// Everything fitted in the reserved array, which is not much
+		// larger than needed (a hint from a much larger database is
+		// copied to its size instead of wasting the rest).
+		out := c.first
+		*c = chunks[T]{}
+		return out
+	}
 	out := make([]T, 0, c.n)
+	out = append(out, c.first...)
 	for _, f := range c.full {
 		out = append(out, f...)
 	}

@@ -158,6 +158,15 @@ type Metadata struct {
 	// the new table; the bytes must stay readable all the same, for a
 	// file whose nodes are in another order.
 	Release func(n int)
+
+	// Like, when set, is a database built from an earlier version of
+	// the same file: the new table's arrays are allocated at its sizes
+	// (plus a margin) and filled in place, instead of being collected
+	// in chunks and copied into arrays of the right size at the end.
+	// That copy is a second table's worth of memory at the peak of a
+	// reload; a new version of a database differs from the last by a
+	// few per cent.
+	Like *DB
 }
 
 // Record is the part of a City or Country record that locates a client.
@@ -297,7 +306,7 @@ func (b *builder) location(k locKey) uint32 {
 // New returns a DB that knows only the overrides (a node without a
 // database).
 func New(overrides []Override) (*DB, error) {
-	return build("", overrides, nil)
+	return build("", overrides, nil, nil)
 }
 
 // Build walks the search tree of a MaxMind DB file with City or Country
@@ -317,12 +326,12 @@ func New(overrides []Override) (*DB, error) {
 // the longer one gets a prefix that excludes it (e.g. 10.0.0.0/8 with
 // 10.1.0.0/16 inside: 10.2.3.4 gets /15, 10.200.0.1 gets /9).
 func Build(path string, data []byte, md Metadata, decode DecodeFunc, overrides []Override) (*DB, error) {
-	return build(path, overrides, func(db *DB, b *builder, v4, v6 *ranges) error {
+	return build(path, overrides, md.Like, func(db *DB, b *builder, v4, v6 *ranges) error {
 		return db.walk(path, data, md, decode, b, v4, v6)
 	})
 }
 
-func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, v6 *ranges) error) (*DB, error) {
+func build(path string, overrides []Override, like *DB, walk func(db *DB, b *builder, v4, v6 *ranges) error) (*DB, error) {
 	t0 := time.Now()
 	b := &builder{
 		byKey: map[locKey]uint32{},
@@ -330,6 +339,9 @@ func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, 
 		names: []string{""},
 
 		countries: map[string]*countryFacts{},
+	}
+	if like != nil && len(like.locs) > 0 {
+		b.locs.reserve(len(like.locs) + len(like.locs)/32 + 1024)
 	}
 	b.locs.push(Location{ID: 0})
 	db := &DB{info: Info{Path: path, Overrides: len(overrides)}}
@@ -359,6 +371,16 @@ func build(path string, overrides []Override, walk func(db *DB, b *builder, v4, 
 	}
 	v4 := newRanges(32, overrideLayer(ov4, 32))
 	v6 := newRanges(128, overrideLayer(ov6, 128))
+	if like != nil && len(like.locs) > 0 {
+		// A new version of the same database: about as many ranges
+		// and Locations as the last, give or take a few per cent.
+		margin := func(n int) int { return n + n/32 + 1024 }
+		v4.s4.reserve(margin(len(like.tab.s4)))
+		v4.vals.reserve(margin(len(like.tab.v4)))
+		v6.s6.reserve(margin(len(like.tab.s6)))
+		v6.vals.reserve(margin(len(like.tab.v6)))
+		v6.lo6 = make([]lo6, 0, margin(len(like.tab.lo6)))
+	}
 	if walk == nil {
 		v4.add(u128{}, v4.spaceMax(), 0)
 		v6.add(u128{}, v6.spaceMax(), 0)

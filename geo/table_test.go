@@ -210,3 +210,47 @@ func TestDerivedLookupAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestChunksReserve: elements pushed after a reserve come back in order
+// whether they fit the reserved array (returned as it is, no copy), spill
+// over into blocks, or fill only a small part of a much larger
+// reservation (copied to their size).
+func TestChunksReserve(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		reserve, n int
+		same       bool // flatten returns the reserved array itself
+	}{
+		{"none", 0, 5000, false},
+		{"fits", 5000, 4990, true},
+		{"exact", 5000, 5000, true},
+		{"spills", 5000, 200_000, false},
+		{"far too large", 1_000_000, 3000, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c chunks[uint32]
+			if tc.reserve > 0 {
+				c.reserve(tc.reserve)
+			}
+			first := c.first
+			for i := range tc.n {
+				c.push(uint32(i))
+			}
+			out := c.flatten()
+			if len(out) != tc.n {
+				t.Fatalf("%d elements, want %d", len(out), tc.n)
+			}
+			for i, v := range out {
+				if v != uint32(i) {
+					t.Fatalf("element %d is %d", i, v)
+				}
+			}
+			if same := cap(first) > 0 && &out[0] == &first[:1][0]; same != tc.same {
+				t.Fatalf("returned the reserved array: %v, want %v", same, tc.same)
+			}
+			if cap(out) > tc.n+tc.n/8+1024 {
+				t.Fatalf("capacity %d for %d elements", cap(out), tc.n)
+			}
+		})
+	}
+}

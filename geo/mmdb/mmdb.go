@@ -37,12 +37,19 @@ func Open(path string, overrides []geo.Override) (*geo.DB, error) {
 // it in errors. The file is mapped into memory for the walk and unmapped
 // before OpenFile returns (read, where mmap is not available).
 func OpenFile(path string, f *os.File, overrides []geo.Override) (*geo.DB, error) {
+	return OpenFileLike(path, f, overrides, nil)
+}
+
+// OpenFileLike is OpenFile for a new version of the file like was built
+// from (nil: none): the new table is built in arrays of like's sizes, so
+// that a reload does not need a second copy of it (geo.Metadata.Like).
+func OpenFileLike(path string, f *os.File, overrides []geo.Override, like *geo.DB) (*geo.DB, error) {
 	buf, release, err := mapFile(f)
 	if err != nil {
 		return nil, fmt.Errorf("geo: open %s: %w", path, err)
 	}
 	defer release()
-	return open(path, buf, overrides, func(n int) { dropPages(buf, n) })
+	return openLike(path, buf, overrides, func(n int) { dropPages(buf, n) }, like)
 }
 
 // metadataMarker starts the metadata section of a MaxMind DB file.
@@ -56,6 +63,10 @@ func OpenBytes(path string, buf []byte, overrides []geo.Override) (*geo.DB, erro
 
 // open is OpenBytes; release, when set, is geo.Metadata.Release.
 func open(path string, buf []byte, overrides []geo.Override, release func(n int)) (*geo.DB, error) {
+	return openLike(path, buf, overrides, release, nil)
+}
+
+func openLike(path string, buf []byte, overrides []geo.Override, release func(n int), like *geo.DB) (*geo.DB, error) {
 	r, err := maxminddb.OpenBytes(buf)
 	if err != nil {
 		return nil, fmt.Errorf("geo: open %s: %w", path, err)
@@ -68,6 +79,7 @@ func open(path string, buf []byte, overrides []geo.Override, release func(n int)
 		NodeCount:    r.Metadata.NodeCount,
 		RecordSize:   r.Metadata.RecordSize,
 		Release:      release,
+		Like:         like,
 	}
 	// The reader has checked the layout: the data section lies between
 	// the search tree (and its 16-byte separator) and the metadata.

@@ -11,6 +11,7 @@ import (
 	"github.com/oschwald/geoip2-golang/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
 
+	"gslbd/geo"
 	"gslbd/internal/cputime"
 )
 
@@ -170,4 +171,59 @@ func TestReleaseKeepsBytes(t *testing.T) {
 	if loc, _ := db.Lookup(netip.MustParseAddr("127.0.1.1")); loc.Country != "DE" {
 		t.Fatalf("127.0.1.1 located in %+v, want DE", *loc)
 	}
+}
+
+// TestOpenLike: a database opened like an earlier one of the same file
+// (a reload of a new version) has the same Locations and ranges as one
+// opened without it.
+func TestOpenLike(t *testing.T) {
+	for _, path := range []string{"../../testdata/geo/city.mmdb", "../../testdata/geo/country.mmdb"} {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		plain, err := OpenFile(path, f, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Like itself, and like the other file (other sizes).
+		other, err := Open("../../testdata/geo/country.mmdb", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, like := range []*geo.DB{plain, other} {
+			db, err := OpenFileLike(path, f, nil, like)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if db.NumLocations() != plain.NumLocations() {
+				t.Fatalf("%s: %d Locations, want %d", path, db.NumLocations(), plain.NumLocations())
+			}
+			for id := range int32(plain.NumLocations()) {
+				if *db.Location(id) != *plain.Location(id) {
+					t.Fatalf("%s: Location %d is %+v, want %+v", path, id, *db.Location(id), *plain.Location(id))
+				}
+			}
+			if got, want := tableRanges(t, db), tableRanges(t, plain); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s: %d ranges differ from the %d of a plain open", path, len(got), len(want))
+			}
+		}
+	}
+}
+
+// tableRanges lists the DB's ranges with their Location IDs.
+func tableRanges(t *testing.T, db *geo.DB) []geo.Range {
+	t.Helper()
+	ids := make([]uint32, db.NumLocations())
+	for i := range ids {
+		ids[i] = uint32(i)
+	}
+	tab, err := db.Derive(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []geo.Range
+	tab.All(func(r geo.Range, _ bool) bool { out = append(out, r); return true })
+	return out
 }
