@@ -707,19 +707,29 @@ func (m *Mesh) reap(now time.Time) {
 		}
 	}
 	// Go maps keep their peak size: after a wave of churn, copy the ones
-	// that shrank a lot so that the memory goes too.
+	// that shrank a lot so that the memory goes too (into fresh maps:
+	// maps.Clone keeps the original's size).
 	for i := range m.peak {
 		m.peak[i] = max(m.peak[i], [...]int{len(m.members), len(m.st.monitors), len(m.st.drains)}[i])
 	}
 	if n := len(m.members); m.peak[0] > 4*n+64 {
-		m.members, m.peak[0] = maps.Clone(m.members), n
+		m.members, m.peak[0] = resized(m.members), n
 	}
 	if n := len(m.st.monitors); m.peak[1] > 4*n+64 {
-		m.st.monitors, m.peak[1] = maps.Clone(m.st.monitors), n
+		m.st.monitors, m.peak[1] = resized(m.st.monitors), n
 	}
 	if n := len(m.st.drains); m.peak[2] > 4*n+64 {
-		m.st.drains, m.peak[2] = maps.Clone(m.st.drains), n
+		m.st.drains, m.peak[2] = resized(m.st.drains), n
 	}
+}
+
+// resized copies m into a map of its current size.
+func resized[K comparable, V any](m map[K]V) map[K]V {
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
 }
 
 // reconnectLoop tries, every ReconnectInterval ±25%, a push/pull with
