@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// TestTightGC: a load runs with the collector's target at loadGCPercent
+// TestTightGC: a reload runs with the collector's target at loadGCPercent
 // and gets the operator's back afterwards; a lower target, or the
 // collector off, is left as it is.
 func TestTightGC(t *testing.T) {
