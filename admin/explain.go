@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -57,6 +58,11 @@ func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
 		tr, err = s.opts.Explainer.Explain(name, qtype, client, ecs)
 	} else {
 		tr, err = dnsserver.Explain(v, name, qtype, client, ecs)
+	}
+	if errors.Is(err, dnsserver.ErrGeoReloading) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "%v", err)
+		return
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -56,20 +57,46 @@ func (s *Server) Explain(name string, qtype uint16, client netip.Addr, ecsPrefix
 	if err != nil {
 		return nil, fmt.Errorf("explain: pack query for %s: %w", name, err)
 	}
-	tr := zones.NewTrace(qtype, zones.Client{Addr: client})
-	tr.Name = name
-	// As over TCP: the whole answer, never truncated.
-	resp := s.handle(make([]byte, 0, maxTCP), pkt, netip.AddrPortFrom(client, 0), true, 0, tr)
-	if resp == nil {
-		return nil, fmt.Errorf("explain: the server dropped the query for %s", name)
+	// While a new version of the geo database is loaded, the one in
+	// service has no table to locate clients with (geo.DB.Retire): wait
+	// for the reload to end, as a query would if it could, and trace
+	// again.
+	deadline := time.Now().Add(explainRetiredWait)
+	for {
+		tr := zones.NewTrace(qtype, zones.Client{Addr: client})
+		tr.Name = name
+		// As over TCP: the whole answer, never truncated.
+		resp := s.handle(make([]byte, 0, maxTCP), pkt, netip.AddrPortFrom(client, 0), true, 0, tr)
+		if resp == nil {
+			return nil, fmt.Errorf("explain: the server dropped the query for %s", name)
+		}
+		if tr.GeoRetired() {
+			if time.Now().Before(deadline) {
+				time.Sleep(explainRetiredPoll)
+				continue
+			}
+			return nil, ErrGeoReloading
+		}
+		var r dns.Msg
+		if err := r.Unpack(resp); err != nil {
+			return nil, fmt.Errorf("explain: unpack the response for %s: %w", name, err)
+		}
+		fillTrace(tr, &r)
+		return tr, nil
 	}
-	var r dns.Msg
-	if err := r.Unpack(resp); err != nil {
-		return nil, fmt.Errorf("explain: unpack the response for %s: %w", name, err)
-	}
-	fillTrace(tr, &r)
-	return tr, nil
 }
+
+// ErrGeoReloading is Explain's error when a reload of the geo database
+// outlasts its wait.
+var ErrGeoReloading = errors.New("explain: the geo database is being reloaded and the client cannot be located yet; try again")
+
+// explainRetiredWait bounds how long Explain waits for a geo database
+// reload, polling every explainRetiredPoll. Loading GeoLite2-City takes
+// about 2 s of CPU.
+var (
+	explainRetiredWait = 15 * time.Second
+	explainRetiredPoll = 20 * time.Millisecond
+)
 
 // Explain is Server.Explain for a view no server has published, such as
 // `gslbd explain -config` offline or a node without DNS listeners: it

@@ -2,13 +2,18 @@ package dnsserver
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"gslbd/zones"
 )
 
 // TestExplainDifferential runs every wire test case through a listening
@@ -190,5 +195,67 @@ func TestExplainCountsNoQueries(t *testing.T) {
 	}
 	if after := z.ctr.load(qtypeIndex(dns.TypeA), rcNoError); after != before {
 		t.Errorf("A/NOERROR counter went from %d to %d", before, after)
+	}
+}
+
+// TestExplainWaitsForGeoReload: while the geo database in service is
+// retired for a reload (geo.DB.Retire), Explain waits for the table to
+// come back and then traces as before; a reload that outlasts the wait
+// gives ErrGeoReloading.
+func TestExplainWaitsForGeoReload(t *testing.T) {
+	city, err := filepath.Abs("../testdata/geo/city.mmdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := defaultFiles()
+	files["gslbd.toml"] = strings.Replace(testNode, "[[geo.networks]]", fmt.Sprintf("[geo]\ncity_db = %q\n\n[[geo.networks]]", city), 1)
+	v := loadView(t, files)
+	s := New(Config{}, testLogger(t), nil)
+	s.Publish(v)
+	client := netip.MustParseAddr("10.2.3.77") // US by override
+	explain := func() (*zones.Trace, error) {
+		return s.Explain("geo.gslb.example.com.", dns.TypeA, client, -1)
+	}
+	before, err := explain()
+	if err != nil || before.Location == nil || before.Location.Country != "US" {
+		t.Fatalf("explain before: %+v, %v", before, err)
+	}
+
+	v.Snap.Geo.Retire()
+	type result struct {
+		tr  *zones.Trace
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		tr, err := explain()
+		done <- result{tr, err}
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("explain answered while the database was retired: %+v, %v", r.tr, r.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	again, err := loadSnap(t, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Snap.Geo.Restore(again.Geo); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || r.tr.Location == nil || r.tr.Location.Country != "US" || !slices.Equal(r.tr.Answer, before.Answer) {
+			t.Fatalf("explain after the restore: %+v, %v", r.tr, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("explain still waiting 10 s after the restore")
+	}
+
+	defer func(w time.Duration) { explainRetiredWait = w }(explainRetiredWait)
+	explainRetiredWait = 50 * time.Millisecond
+	v.Snap.Geo.Retire()
+	if tr, err := explain(); !errors.Is(err, ErrGeoReloading) {
+		t.Fatalf("explain past the wait: %+v, %v; want ErrGeoReloading", tr, err)
 	}
 }

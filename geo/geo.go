@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -28,6 +29,9 @@ const (
 	SourceUnknown  Source = iota // neither an override nor the database knows the address
 	SourceOverride               // a geo.networks entry of the node config
 	SourceDatabase               // the city or country database
+	// SourceRetired: the DB's table was dropped (Retire) while a new
+	// version of its file is loaded; the location is not known.
+	SourceRetired
 )
 
 func (s Source) String() string {
@@ -36,6 +40,8 @@ func (s Source) String() string {
 		return "override"
 	case SourceDatabase:
 		return "database"
+	case SourceRetired:
+		return "retired"
 	default:
 		return "unknown"
 	}
@@ -84,49 +90,88 @@ type Info struct {
 	LoadDuration time.Duration
 }
 
-// DB is an immutable client locator, safe for concurrent use. The zero DB
+// DB is a client locator, safe for concurrent use. It is immutable but
+// for one step of a reload: Retire drops its table, so that the new
+// version of the database is built in that memory rather than beside it,
+// and Restore puts it back if the new version fails to load. The zero DB
 // (and a nil *DB) knows no one.
 type DB struct {
-	locs []Location
+	// set is the table and its Locations; nil when the DB is empty or
+	// retired. Only explain, Derive and tools read it, never the query
+	// path, which reads the tables Derive built.
+	set     atomic.Pointer[dbSet]
+	retired atomic.Bool
 
-	// tab maps addresses to Location IDs; Derive builds tables of the
-	// same shape mapping to the caller's values.
-	tab Table
+	// size is the length of each of the table's arrays, kept for a new
+	// version of the database to size its own by (Metadata.Like), also
+	// once the table is retired.
+	size dbSize
 
 	info Info
 }
 
-// unknownLocation answers for a nil or zero DB. It is never written.
-var unknownLocation Location
+// dbSet is what Retire drops: the Locations by ID, and tab, which maps
+// addresses to Location IDs (Derive builds tables of the same shape
+// mapping to the caller's values).
+type dbSet struct {
+	locs []Location
+	tab  Table
+}
+
+type dbSize struct{ locs, s4, s6, lo6 int }
+
+// unknownLocation answers for a nil or zero DB, retiredLocation for a
+// retired one. They are never written.
+var (
+	unknownLocation Location
+	retiredLocation = Location{Source: SourceRetired}
+)
+
+// data is the DB's table and Locations, nil when it has none.
+func (db *DB) data() *dbSet {
+	if db == nil {
+		return nil
+	}
+	if d := db.set.Load(); d != nil && len(d.locs) > 0 {
+		return d
+	}
+	return nil
+}
 
 // Lookup locates a. It never returns nil; bits is the prefix length of the
 // widest network around a in which every address gets the same answer
 // (IPv4 prefix lengths for IPv4 and IPv4-mapped addresses). It does not
-// allocate.
+// allocate. A retired DB answers with a Location whose Source is
+// SourceRetired.
 func (db *DB) Lookup(a netip.Addr) (loc *Location, bits int) {
-	if db == nil || len(db.locs) == 0 {
+	d := db.data()
+	if d == nil {
+		if db.Retired() {
+			return &retiredLocation, 0
+		}
 		return &unknownLocation, 0
 	}
-	id, bits := db.tab.Lookup(a)
-	return &db.locs[id], bits
+	id, bits := d.tab.Lookup(a)
+	return &d.locs[id], bits
 }
 
 // NumLocations is the number of distinct Locations: every Location.ID is
 // in [0, NumLocations). It is at least 1 (the unknown location).
 func (db *DB) NumLocations() int {
-	if db == nil || len(db.locs) == 0 {
-		return 1
+	if d := db.data(); d != nil {
+		return len(d.locs)
 	}
-	return len(db.locs)
+	return 1
 }
 
 // Location returns the Location with the given ID, for callers that keep
 // IDs; an ID out of range gives the unknown location.
 func (db *DB) Location(id int32) *Location {
-	if db == nil || id < 0 || int(id) >= len(db.locs) {
+	d := db.data()
+	if d == nil || id < 0 || int(id) >= len(d.locs) {
 		return &unknownLocation
 	}
-	return &db.locs[id]
+	return &d.locs[id]
 }
 
 // Info describes the DB.
@@ -135,8 +180,49 @@ func (db *DB) Info() Info {
 		return Info{Locations: 1}
 	}
 	i := db.info
-	i.Locations = db.NumLocations()
+	i.Locations = max(1, db.size.locs)
 	return i
+}
+
+// Retire drops the table and Locations of a DB built from a file, for a
+// reload that builds the file's new version: the running snapshot answers
+// from the tables Derive built, which stay, while a full City database's
+// table (about 40 MB) would otherwise be held beside the new one until
+// the swap. From then on Lookup answers SourceRetired, Derive fails and
+// NumLocations is 1, until Restore. A DB without a file is left alone.
+func (db *DB) Retire() {
+	if db == nil || db.info.Path == "" {
+		return
+	}
+	db.retired.Store(true)
+	db.set.Store(nil)
+}
+
+// Retired reports whether Retire dropped the DB's table and no Restore
+// has put it back.
+func (db *DB) Retired() bool { return db != nil && db.retired.Load() }
+
+// Restore gives a retired DB back its table from from, a DB built again
+// from the same file with the same overrides (after the load of a new
+// version failed). It refuses one that differs: a file rewritten in place
+// since, say.
+func (db *DB) Restore(from *DB) error {
+	if db == nil || !db.Retired() {
+		return nil
+	}
+	d := from.data()
+	switch {
+	case d == nil:
+		return fmt.Errorf("geo: restore %s: nothing to restore from", db.info.Path)
+	case from.info.Path != db.info.Path || from.info.BuildTime != db.info.BuildTime ||
+		from.info.Networks != db.info.Networks || from.info.Ranges != db.info.Ranges ||
+		from.size != db.size:
+		return fmt.Errorf("geo: restore %s: the file no longer holds the database in service (built %v, %d networks; now built %v, %d networks)",
+			db.info.Path, db.info.BuildTime.UTC().Format(time.DateOnly), db.info.Networks, from.info.BuildTime.UTC().Format(time.DateOnly), from.info.Networks)
+	}
+	db.set.Store(d)
+	db.retired.Store(false)
+	return nil
 }
 
 // Metadata is what Build needs from the metadata section of a MaxMind DB
@@ -326,12 +412,12 @@ func New(overrides []Override) (*DB, error) {
 // the longer one gets a prefix that excludes it (e.g. 10.0.0.0/8 with
 // 10.1.0.0/16 inside: 10.2.3.4 gets /15, 10.200.0.1 gets /9).
 func Build(path string, data []byte, md Metadata, decode DecodeFunc, overrides []Override) (*DB, error) {
-	return build(path, overrides, md.Like, func(db *DB, b *builder, v4, v6 *ranges) error {
-		return db.walk(path, data, md, decode, b, v4, v6)
+	return build(path, overrides, md.Like, func(db *DB, tab *Table, b *builder, v4, v6 *ranges) error {
+		return db.walk(path, data, md, decode, tab, b, v4, v6)
 	})
 }
 
-func build(path string, overrides []Override, like *DB, walk func(db *DB, b *builder, v4, v6 *ranges) error) (*DB, error) {
+func build(path string, overrides []Override, like *DB, walk func(db *DB, tab *Table, b *builder, v4, v6 *ranges) error) (*DB, error) {
 	t0 := time.Now()
 	b := &builder{
 		byKey: map[locKey]uint32{},
@@ -340,8 +426,8 @@ func build(path string, overrides []Override, like *DB, walk func(db *DB, b *bui
 
 		countries: map[string]*countryFacts{},
 	}
-	if like != nil && len(like.locs) > 0 {
-		b.locs.reserve(len(like.locs) + len(like.locs)/32 + 1024)
+	if like != nil && like.size.locs > 0 {
+		b.locs.reserve(like.size.locs + like.size.locs/32 + 1024)
 	}
 	b.locs.push(Location{ID: 0})
 	db := &DB{info: Info{Path: path, Overrides: len(overrides)}}
@@ -371,28 +457,31 @@ func build(path string, overrides []Override, like *DB, walk func(db *DB, b *bui
 	}
 	v4 := newRanges(32, overrideLayer(ov4, 32))
 	v6 := newRanges(128, overrideLayer(ov6, 128))
-	if like != nil && len(like.locs) > 0 {
+	if like != nil && like.size.locs > 0 {
 		// A new version of the same database: about as many ranges
 		// and Locations as the last, give or take a few per cent.
 		margin := func(n int) int { return n + n/32 + 1024 }
-		v4.s4.reserve(margin(len(like.tab.s4)))
-		v4.vals.reserve(margin(len(like.tab.v4)))
-		v6.s6.reserve(margin(len(like.tab.s6)))
-		v6.vals.reserve(margin(len(like.tab.v6)))
-		v6.lo6 = make([]lo6, 0, margin(len(like.tab.lo6)))
+		v4.s4.reserve(margin(like.size.s4))
+		v4.vals.reserve(margin(like.size.s4))
+		v6.s6.reserve(margin(like.size.s6))
+		v6.vals.reserve(margin(like.size.s6))
+		v6.lo6 = make([]lo6, 0, margin(like.size.lo6))
 	}
+	d := &dbSet{}
 	if walk == nil {
 		v4.add(u128{}, v4.spaceMax(), 0)
 		v6.add(u128{}, v6.spaceMax(), 0)
-	} else if err := walk(db, b, v4, v6); err != nil {
+	} else if err := walk(db, &d.tab, b, v4, v6); err != nil {
 		return nil, err
 	}
 
-	db.locs = b.locs.flatten()
-	b.placeRegistered(db.locs)
-	db.tab.build(v4, v6, 16)
-	db.info.Ranges = db.tab.Ranges()
-	db.info.TableBytes = db.tab.Bytes() + len(db.locs)*int(unsafe.Sizeof(Location{}))
+	d.locs = b.locs.flatten()
+	b.placeRegistered(d.locs)
+	d.tab.build(v4, v6, 16)
+	db.set.Store(d)
+	db.size = dbSize{locs: len(d.locs), s4: len(d.tab.s4), s6: len(d.tab.s6), lo6: len(d.tab.lo6)}
+	db.info.Ranges = d.tab.Ranges()
+	db.info.TableBytes = d.tab.Bytes() + len(d.locs)*int(unsafe.Sizeof(Location{}))
 	db.info.LoadDuration = time.Since(t0)
 	return db, nil
 }

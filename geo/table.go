@@ -100,7 +100,11 @@ func (db *DB) Derive(byLoc []uint32) (*Table, error) {
 			return nil, fmt.Errorf("geo: derive: value %d of location %d above %d", v, id, MaxValue)
 		}
 	}
-	if db == nil || len(db.locs) == 0 {
+	if db.Retired() {
+		return nil, fmt.Errorf("geo: derive: the database %s is retired", db.info.Path)
+	}
+	d := db.data()
+	if d == nil {
 		t := &Table{unknown: byLoc[0]}
 		r4, r6 := newRanges(32, nil), newRanges(128, nil)
 		r4.put(u128{}, r4.spaceMax(), byLoc[0])
@@ -108,7 +112,7 @@ func (db *DB) Derive(byLoc []uint32) (*Table, error) {
 		t.build(r4, r6, 4)
 		return t, nil
 	}
-	src := &db.tab
+	src := &d.tab
 	val6 := func(i int) uint32 {
 		if v := src.v6[i]; v&aliasFlag == 0 {
 			return byLoc[v]

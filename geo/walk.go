@@ -17,7 +17,7 @@ var metadataMarker = []byte("\xAB\xCD\xEFMaxMind.com")
 // about twice as fast on a full City database, and it sees the nodes, so
 // it knows which subtrees alias the IPv4 subtree instead of guessing from
 // gaps. Records are decoded through the reader, once per distinct record.
-func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, b *builder, v4, v6 *ranges) error {
+func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, tab *Table, b *builder, v4, v6 *ranges) error {
 	if !supportedType(md.DatabaseType) {
 		return fmt.Errorf("geo: open %s: database type %q has no city or country records (want a GeoIP2/GeoLite2 City or Country or a DB-IP City/Country Lite database)", path, md.DatabaseType)
 	}
@@ -194,9 +194,9 @@ func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, b *b
 			if it.depth > 96 {
 				return corrupt("IPv4 subtree aliased at %v", u128Prefix(it.path, it.depth))
 			}
-			db.tab.aliases = append(db.tab.aliases, uint8(it.depth))
+			tab.aliases = append(tab.aliases, uint8(it.depth))
 			_, e := prefixRange(it.path, it.depth, 128)
-			if err := emit6(it.path, e, it.depth, aliasFlag|uint32(len(db.tab.aliases)-1)); err != nil {
+			if err := emit6(it.path, e, it.depth, aliasFlag|uint32(len(tab.aliases)-1)); err != nil {
 				return err
 			}
 			if it.depth == 96 && it.path == (u128{}) {
@@ -284,9 +284,12 @@ type ptrMap struct {
 	n     int
 }
 
+// A table is at most 3/4 full: linear probing stays short at that load,
+// and a City database's few hundred thousand records fit in 4 MiB of
+// slots rather than 8 (the walk's largest structure after the table).
 func (m *ptrMap) reserve(n int) {
 	size := 1 << 10
-	for size < 2*n {
+	for 3*size < 4*n {
 		size <<= 1
 	}
 	m.slots = make([]uint64, size)
@@ -311,7 +314,7 @@ func (m *ptrMap) get(p uint64) (uint32, bool) {
 }
 
 func (m *ptrMap) put(p uint64, id uint32) {
-	if 2*(m.n+1) > len(m.slots) {
+	if 4*(m.n+1) > 3*len(m.slots) {
 		old := m.slots
 		m.slots = make([]uint64, max(1<<10, 2*len(old)))
 		m.n = 0

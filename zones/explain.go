@@ -178,6 +178,8 @@ func (t *Trace) setLocation(q *query) {
 		if l.Registered {
 			tl.Source = "database (registered country only)"
 		}
+	case geo.SourceRetired:
+		tl.Source = sourceRetired
 	default:
 		tl.Source = "unknown"
 	}
@@ -188,6 +190,16 @@ func (t *Trace) setLocation(q *query) {
 	}
 	t.Location = tl
 }
+
+// sourceRetired is the location source of a trace made while the geo
+// database in service was retired for a reload (geo.DB.Retire).
+const sourceRetired = "unavailable: the geo database is being reloaded"
+
+// GeoRetired reports whether the trace could not locate the client
+// because the geo database was being reloaded: the answer itself is
+// right (the pools' tables stay), but the reasons cannot name the
+// location. Explain again once the reload is over.
+func (t *Trace) GeoRetired() bool { return t.Location != nil && t.Location.Source == sourceRetired }
 
 // traceOrder records the site order chosen and the reason for each place.
 func (pt *PoolTrace) traceOrder(v *View, p *Pool, q *query, base []rank, ord []int32, set int, affinity bool) {

@@ -85,6 +85,7 @@ func newNode(path string, log *slog.Logger, udpSockets int) (*node, error) {
 	// steady state sees.
 	snap, err := loader.Load(cfg)
 	if err != nil {
+		loader.Close() //nolint:errcheck // read-only
 		return nil, err
 	}
 	// A load leaves garbage about the size of what it built (the
@@ -441,6 +442,7 @@ func (n *node) run(ctx context.Context, hup <-chan os.Signal) error {
 		rwg.Wait() // a reload in progress finishes (or fails) first
 	}
 	n.shutdown(stopMon, &wg)
+	n.loader.Close() //nolint:errcheck // the geo database's file, read-only
 	return startErr
 }
 

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"gslbd/geo"
 	"gslbd/zones"
 )
 
@@ -522,5 +525,125 @@ func TestLoaderReusesGeo(t *testing.T) {
 	}
 	if touched := load(write("[[geo.networks]]\ncidr = \"10.9.0.0/16\"\ncountry = \"DE\"\n")); touched.Geo == over.Geo {
 		t.Error("database reused although its file changed")
+	}
+}
+
+// TestLoaderRetiresGeo: a reload that reads the geo database again
+// retires the table of the one in service first (geo.DB.Retire), and puts
+// it back when the new file fails to load (read again from the old file,
+// still open after a rename over it); a load that fails elsewhere first
+// retires nothing.
+func TestLoaderRetiresGeo(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "city.mmdb")
+	good, err := os.ReadFile("../../testdata/geo/city.mmdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// replace renames a new file over the database, as geoipupdate does.
+	replace := func(data []byte) {
+		t.Helper()
+		tmp := filepath.Join(dir, "city.mmdb.new")
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, db); err != nil {
+			t.Fatal(err)
+		}
+		later := time.Now().Add(time.Duration(rand.IntN(1e6)) * time.Second)
+		if err := os.Chtimes(db, later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace(good)
+	path := filepath.Join(dir, "gslbd.toml")
+	if err := os.WriteFile(path, []byte("[node]\nname = \"t\"\n[geo]\ncity_db = \"city.mmdb\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadNodeConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ld Loader
+	defer ld.Close()
+	probe := netip.MustParseAddr("127.0.1.1") // Frankfurt in the test database
+	first, err := ld.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := first.Geo.Lookup(probe)
+	if want.Source != geo.SourceDatabase {
+		t.Fatalf("probe %v not in the test database: %+v", probe, want)
+	}
+	located := func(s *zones.Snapshot) bool {
+		l, _ := s.Geo.Lookup(probe)
+		return !s.Geo.Retired() && l.Country == want.Country && l.Source == geo.SourceDatabase
+	}
+
+	// A new file that is not a database: the load fails, and the
+	// database in service is restored from its old file.
+	replace([]byte("not a MaxMind database"))
+	if _, err := ld.Load(cfg); err == nil {
+		t.Fatal("a corrupt database loaded")
+	}
+	if !located(first) {
+		t.Fatal("the database in service was not restored after a failed reload")
+	}
+
+	// A good new version: the old table is retired, the new one serves.
+	replace(good)
+	second, err := ld.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.Geo.Retired() || !located(second) {
+		t.Fatalf("after a reload of a new version: old retired %v, new located %v", first.Geo.Retired(), located(second))
+	}
+
+	// A load that fails on a zone file reads the new database without
+	// retiring the one in service.
+	if err := os.WriteFile(path, []byte("[node]\nname = \"t\"\n[geo]\ncity_db = \"city.mmdb\"\n[zones]\ndir = \"missing\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broken, err := LoadNodeConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replace(good)
+	if _, err := ld.Load(broken); err == nil {
+		t.Fatal("a missing zone file loaded")
+	}
+	if !located(second) {
+		t.Fatal("a load that failed on a zone file retired the database in service")
+	}
+
+	// The old file rewritten in place (not renamed over) and broken:
+	// nothing can restore the database in service, and the error says so;
+	// the next good file loads.
+	third, err := ld.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db, []byte("not a MaxMind database either"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(db, later, later); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ld.Load(cfg)
+	if err == nil || !strings.Contains(err.Error(), "could not be read again") {
+		t.Fatalf("reload over a broken in-place rewrite: err = %v", err)
+	}
+	if !third.Geo.Retired() {
+		t.Error("the database in service claims a table nothing could restore")
+	}
+	replace(good)
+	fourth, err := ld.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !located(fourth) {
+		t.Error("a good file after an unrestorable one does not locate")
 	}
 }

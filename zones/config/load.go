@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -31,7 +32,9 @@ import (
 // the geo database and returns the validated snapshot. All problems of all
 // files are reported at once: the error joins one *Error per problem.
 func Load(cfg *NodeConfig) (*zones.Snapshot, error) {
-	return new(Loader).Load(cfg)
+	ld := new(Loader)
+	defer ld.Close() //nolint:errcheck // read-only
+	return ld.Load(cfg)
 }
 
 // Loader is Load for a process that loads again and again (reloads): it
@@ -41,9 +44,20 @@ func Load(cfg *NodeConfig) (*zones.Snapshot, error) {
 // and nearly every reload only touches zones and pools. The zero Loader is
 // ready; it is safe for concurrent use.
 type Loader struct {
+	// build serialises the geo step of loads: it retires and restores
+	// db, which one load at a time may do.
+	build sync.Mutex
+
 	mu  sync.Mutex
 	key string // the file and overrides db was built from
 	db  *geo.DB
+	// file is db's file, kept open so that db can be rebuilt from it
+	// (Restore) when its table was retired for a reload that then
+	// failed: a new version of a database is usually renamed into
+	// place, and the old one lives on as long as it is open. ovs are
+	// the overrides db was built with.
+	file *os.File
+	ovs  []geo.Override
 }
 
 // Load is the package Load, reusing the geo database when it can.
@@ -51,34 +65,88 @@ func (ld *Loader) Load(cfg *NodeConfig) (*zones.Snapshot, error) {
 	return load(cfg, ld)
 }
 
-// geo returns the database for cfg, and whether it was reused.
-func (ld *Loader) geo(cfg *NodeConfig) (*geo.DB, bool, error) {
-	key := geoKey(cfg)
+// Close closes the file of the last database loaded.
+func (ld *Loader) Close() error {
 	ld.mu.Lock()
-	db, same := ld.db, key != "" && key == ld.key
+	defer ld.mu.Unlock()
+	if ld.file == nil {
+		return nil
+	}
+	err := ld.file.Close()
+	ld.file = nil
+	return err
+}
+
+// geo returns the database for cfg, and whether it was reused. When the
+// database must be built anew and retire is set (nothing else of the
+// load has failed), the last database's table is retired first
+// (geo.DB.Retire): the snapshot in service answers from the tables its
+// pools derived from it, and the new table is built in the old one's
+// memory instead of beside it, which would double a City database's
+// share of a reload's peak. If the new database fails to load, the old
+// one is rebuilt from its file, still open, and restored.
+func (ld *Loader) geo(cfg *NodeConfig, retire bool) (*geo.DB, bool, error) {
+	key := geoKey(cfg)
+	ld.build.Lock()
+	defer ld.build.Unlock()
+	ld.mu.Lock()
+	old, same := ld.db, key != "" && key == ld.key && !ld.db.Retired()
 	ld.mu.Unlock()
 	if same {
-		return db, true, nil
+		return old, true, nil
 	}
 	var like *geo.DB // the last database, when it came from the same file
-	if db != nil && cfg.Geo.CityDB != "" && db.Info().Path == cfg.Geo.CityDB {
-		like = db
+	if old != nil && cfg.Geo.CityDB != "" && old.Info().Path == cfg.Geo.CityDB {
+		like = old
 	}
-	db, err := openGeo(cfg, like)
+	if retire && old != nil && old.Info().Path != "" {
+		old.Retire()
+		// Free the old table's memory for the new one now, rather
+		// than at a later cycle when the new one has grown beside it.
+		runtime.GC()
+	}
+	db, f, err := openGeo(cfg, like)
 	if err != nil {
+		if rerr := ld.restore(old); rerr != nil {
+			err = fmt.Errorf("%w; and the database in service could not be read again for explain: %v", err, rerr)
+		}
 		return nil, false, err
 	}
 	// The walk leaves garbage about half the size of the new table (its
-	// maps of records and Locations, decoded records) while the running
-	// snapshot still holds the last table: collect it now, before the
-	// pools' tables are derived, so that they reuse that memory instead
-	// of adding to the reload's peak (a few hundredths of a second, only
-	// when the database was read again).
+	// maps of records and Locations, decoded records): collect it now,
+	// before the pools' tables are derived, so that they reuse that
+	// memory instead of adding to the reload's peak (a few hundredths
+	// of a second, only when the database was read again).
 	runtime.GC()
 	ld.mu.Lock()
-	ld.key, ld.db = key, db
+	if ld.file != nil {
+		ld.file.Close() //nolint:errcheck // read-only
+	}
+	ld.key, ld.db, ld.file, ld.ovs = key, db, f, overrides(cfg)
 	ld.mu.Unlock()
 	return db, false, nil
+}
+
+// restore gives old, retired for a load that failed, its table back,
+// rebuilt from its file.
+func (ld *Loader) restore(old *geo.DB) error {
+	if !old.Retired() {
+		return nil
+	}
+	ld.mu.Lock()
+	f, ovs, cur := ld.file, ld.ovs, ld.db
+	ld.mu.Unlock()
+	if f == nil || cur != old {
+		return fmt.Errorf("geo: restore %s: its file is not open", old.Info().Path)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("geo: restore %s: %w", old.Info().Path, err)
+	}
+	again, err := mmdb.OpenFile(old.Info().Path, f, ovs)
+	if err != nil {
+		return err
+	}
+	return old.Restore(again)
 }
 
 // geoKey identifies what a geo database is built from; "" when the file
@@ -171,7 +239,7 @@ func load(cfg *NodeConfig, ld *Loader) (*zones.Snapshot, error) {
 	}
 	l.buildPools(s)
 
-	db, reused, err := ld.geo(cfg)
+	db, reused, err := ld.geo(cfg, len(l.errs) == 0)
 	if err != nil {
 		l.nodeErr(err, []string{"geo", "city_db"}, "open geo database: %v", err)
 	} else {
@@ -417,14 +485,20 @@ const MaxGeoDB = 1 << 30
 // openGeo loads geo.city_db, opened through OpenRegular so that a FIFO
 // or a device is an error rather than a hang. like is the database last
 // loaded from the same file, if any: its sizes size the new one's arrays.
-func openGeo(cfg *NodeConfig, like *geo.DB) (*geo.DB, error) {
+// The file is returned open (nil without one), for a restore.
+func openGeo(cfg *NodeConfig, like *geo.DB) (*geo.DB, *os.File, error) {
 	if cfg.Geo.CityDB == "" {
-		return mmdb.Open("", overrides(cfg))
+		db, err := mmdb.Open("", overrides(cfg))
+		return db, nil, err
 	}
 	f, _, err := OpenRegular(cfg.Geo.CityDB, MaxGeoDB)
 	if err != nil {
-		return nil, fmt.Errorf("geo: open %s: %w", cfg.Geo.CityDB, err)
+		return nil, nil, fmt.Errorf("geo: open %s: %w", cfg.Geo.CityDB, err)
 	}
-	defer f.Close()
-	return mmdb.OpenFileLike(cfg.Geo.CityDB, f, overrides(cfg), like)
+	db, err := mmdb.OpenFileLike(cfg.Geo.CityDB, f, overrides(cfg), like)
+	if err != nil {
+		f.Close() //nolint:errcheck // read-only
+		return nil, nil, err
+	}
+	return db, f, nil
 }
