@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -87,6 +88,33 @@ func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, tab 
 	byPointer.reserve(int(nodeCount / 16))
 	// Locations are about one per 60 nodes in GeoLite2-City.
 	b.reserve(int(nodeCount / 64))
+	// decodeAt decodes the record at off in the data section into its
+	// Location.
+	decodeAt := func(off uint64) (uint32, error) {
+		rec, err := decode(uintptr(off))
+		if err != nil {
+			return 0, corrupt("record at %d: %v", off, err)
+		}
+		country, continent := strings.ToUpper(rec.Country), strings.ToUpper(rec.Continent)
+		k := locKey{
+			country:   b.code(country),
+			continent: b.code(continent),
+			lat:       rec.Lat,
+			lon:       rec.Lon,
+			hasCoords: rec.HasCoords,
+			source:    SourceDatabase,
+		}
+		if b.tooMany {
+			return 0, corrupt("more than 65,535 country and continent names")
+		}
+		b.learn(country, continent, &rec)
+		if k.country == 0 && k.continent == 0 && !k.hasCoords && rec.RegisteredCountry != "" {
+			// Only the registered country: placed there after the
+			// walk (builder.placeRegistered).
+			k.country, k.registered = b.code(strings.ToUpper(rec.RegisteredCountry)), true
+		}
+		return b.location(k), nil
+	}
 	var recent [1 << recentBits]uint64 // pointer+1 << 32 | id, as ptrMap's slots
 	lastPtr, lastID := uint64(0), uint32(0)
 	locate := func(p uint64) (uint32, error) {
@@ -106,30 +134,11 @@ func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, tab 
 			return 0, corrupt("record pointer %d outside the data section", p)
 		}
 		id, ok := byPointer.get(p)
-		if !ok {
-			rec, err := decode(uintptr(off))
-			if err != nil {
-				return 0, corrupt("record at %d: %v", off, err)
+		if !ok || id == pendingID {
+			var err error
+			if id, err = decodeAt(off); err != nil {
+				return 0, err
 			}
-			country, continent := strings.ToUpper(rec.Country), strings.ToUpper(rec.Continent)
-			k := locKey{
-				country:   b.code(country),
-				continent: b.code(continent),
-				lat:       rec.Lat,
-				lon:       rec.Lon,
-				hasCoords: rec.HasCoords,
-				source:    SourceDatabase,
-			}
-			if b.tooMany {
-				return 0, corrupt("more than 65,535 country and continent names")
-			}
-			b.learn(country, continent, &rec)
-			if k.country == 0 && k.continent == 0 && !k.hasCoords && rec.RegisteredCountry != "" {
-				// Only the registered country: placed there after the
-				// walk (builder.placeRegistered).
-				k.country, k.registered = b.code(strings.ToUpper(rec.RegisteredCountry)), true
-			}
-			id = b.location(k)
 			byPointer.put(p, id)
 		}
 		*slot = (p+1)<<32 | uint64(id)
@@ -170,56 +179,118 @@ func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, tab 
 		v4    bool // the IPv4 subtree, to be walked
 	}
 	stack := make([]item, 0, 128)
-	stack = append(stack, item{0, rootDepth, u128{}, false})
-	visits := uint64(0)
-	released := uint64(0) // bytes of the tree handed to md.Release
-	for len(stack) > 0 {
-		it := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		switch {
-		case it.ptr >= nodeCount:
-			id, err := locate(it.ptr)
+	// traverse walks the tree in address order. With collect set it
+	// only notes each distinct record pointer in byPointer (pendingID),
+	// for the records to be decoded in file order; otherwise it locates
+	// and emits every network.
+	traverse := func(collect bool) error {
+		stack = append(stack[:0], item{0, rootDepth, u128{}, false})
+		visits := uint64(0)
+		released := uint64(0) // bytes of the tree handed to md.Release
+		for len(stack) > 0 {
+			it := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			switch {
+			case it.ptr >= nodeCount && collect:
+				if p := it.ptr; p != nodeCount && p != lastPtr {
+					if off := p - nodeCount - 16; p < nodeCount+16 || off >= dataSize {
+						return corrupt("record pointer %d outside the data section", p)
+					}
+					if _, ok := byPointer.get(p); !ok {
+						byPointer.put(p, pendingID)
+					}
+					lastPtr = p
+				}
+			case it.ptr >= nodeCount:
+				id, err := locate(it.ptr)
+				if err != nil {
+					return err
+				}
+				if it.ptr != nodeCount {
+					db.info.Networks++
+				}
+				if err := emit(it.path, it.depth, id); err != nil {
+					return err
+				}
+			case it.ptr == v4Node && !it.v4:
+				// In the IPv6 table the IPv4 subtree itself (::/96) and
+				// each alias of it send lookups to the IPv4 table.
+				if it.depth > 96 {
+					return corrupt("IPv4 subtree aliased at %v", u128Prefix(it.path, it.depth))
+				}
+				if !collect {
+					tab.aliases = append(tab.aliases, uint8(it.depth))
+					_, e := prefixRange(it.path, it.depth, 128)
+					if err := emit6(it.path, e, it.depth, aliasFlag|uint32(len(tab.aliases)-1)); err != nil {
+						return err
+					}
+				}
+				if it.depth == 96 && it.path == (u128{}) {
+					it.v4 = true
+					stack = append(stack, it) // now walk it, into the IPv4 table
+				}
+			default:
+				// Each node is reached once in a tree; more visits mean a
+				// corrupt file whose records form loops or shared subtrees,
+				// which would make the walk explode.
+				if visits++; visits > nodeCount || it.depth >= 128 {
+					return corrupt("search tree is not a tree (node %d at depth %d)", it.ptr, it.depth)
+				}
+				switch {
+				case md.Release == nil:
+				case md.InOrder:
+					// The records are decoded: only the tree is
+					// read, and its nodes are not stored in the
+					// order a walk visits them (a walk reads all of
+					// it at once, in breadth, and would map
+					// 20 MB of GeoLite2-City), so all of it goes
+					// back every so often and the few pages of the
+					// path being walked are mapped again.
+					if visits%releaseVisits == 0 {
+						md.Release(len(buf))
+					}
+				case it.ptr*nodeBytes >= released+releaseStep:
+					released = it.ptr * nodeBytes &^ (releaseStep - 1)
+					md.Release(int(released))
+				}
+				left, right := children(it.ptr)
+				d := it.depth + 1
+				stack = append(stack,
+					item{right, d, it.path.setBit(it.depth), false},
+					item{left, d, it.path, false})
+			}
+		}
+		return nil
+	}
+	if md.InOrder {
+		if err := traverse(true); err != nil {
+			return err
+		}
+		// Decode the records in the order they lie in the file, handing
+		// the data section's pages back behind the decoder: read in the
+		// tree's order, records come from all over the data section,
+		// which would be resident beside the new table through the walk.
+		ptrs := byPointer.keys()
+		slices.Sort(ptrs)
+		dataStart := treeSize + 16
+		released := uint64(0)
+		for _, p := range ptrs {
+			off := p - nodeCount - 16
+			id, err := decodeAt(off)
 			if err != nil {
 				return err
 			}
-			if it.ptr != nodeCount {
-				db.info.Networks++
+			byPointer.set(p, id)
+			if md.Release != nil && off >= released+releaseStep/4 {
+				released = off &^ (releaseStep/4 - 1)
+				md.Release(int(dataStart + released))
 			}
-			if err := emit(it.path, it.depth, id); err != nil {
-				return err
-			}
-		case it.ptr == v4Node && !it.v4:
-			// In the IPv6 table the IPv4 subtree itself (::/96) and
-			// each alias of it send lookups to the IPv4 table.
-			if it.depth > 96 {
-				return corrupt("IPv4 subtree aliased at %v", u128Prefix(it.path, it.depth))
-			}
-			tab.aliases = append(tab.aliases, uint8(it.depth))
-			_, e := prefixRange(it.path, it.depth, 128)
-			if err := emit6(it.path, e, it.depth, aliasFlag|uint32(len(tab.aliases)-1)); err != nil {
-				return err
-			}
-			if it.depth == 96 && it.path == (u128{}) {
-				it.v4 = true
-				stack = append(stack, it) // now walk it, into the IPv4 table
-			}
-		default:
-			// Each node is reached once in a tree; more visits mean a
-			// corrupt file whose records form loops or shared subtrees,
-			// which would make the walk explode.
-			if visits++; visits > nodeCount || it.depth >= 128 {
-				return corrupt("search tree is not a tree (node %d at depth %d)", it.ptr, it.depth)
-			}
-			if md.Release != nil && it.ptr*nodeBytes >= released+releaseStep {
-				released = it.ptr * nodeBytes &^ (releaseStep - 1)
-				md.Release(int(released))
-			}
-			left, right := children(it.ptr)
-			d := it.depth + 1
-			stack = append(stack,
-				item{right, d, it.path.setBit(it.depth), false},
-				item{left, d, it.path, false})
 		}
+		ptrs = nil
+		lastPtr, lastID = 0, 0
+	}
+	if err := traverse(false); err != nil {
+		return err
 	}
 	if md.Release != nil {
 		md.Release(len(buf))
@@ -239,6 +310,11 @@ func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, tab 
 // releaseStep is how much of the tree the walk passes between two calls
 // of Metadata.Release: 4 MiB, a dozen calls on a City database.
 const releaseStep = 4 << 20
+
+// releaseVisits is how many nodes an in-order walk visits between two
+// calls of Metadata.Release: 2^18, about two dozen calls a pass over
+// GeoLite2-City.
+const releaseVisits = 1 << 18
 
 // recentBits sizes the walk's cache of recent records: 4,096 entries,
 // 32 KiB.
@@ -309,6 +385,31 @@ func (m *ptrMap) get(p uint64) (uint32, bool) {
 			return 0, false
 		case w>>32 == p+1:
 			return uint32(w), true
+		}
+	}
+}
+
+// pendingID marks a record pointer noted by the first pass of an in-order
+// walk, not decoded yet.
+const pendingID = ^uint32(0)
+
+// keys returns the pointers in the map, in no order.
+func (m *ptrMap) keys() []uint64 {
+	out := make([]uint64, 0, m.n)
+	for _, w := range m.slots {
+		if w != 0 {
+			out = append(out, w>>32-1)
+		}
+	}
+	return out
+}
+
+// set changes the ID of p, which is in the map.
+func (m *ptrMap) set(p uint64, id uint32) {
+	for i := m.slot(p); ; i = (i + 1) & (len(m.slots) - 1) {
+		if w := m.slots[i]; w>>32 == p+1 {
+			m.slots[i] = (p+1)<<32 | uint64(id)
+			return
 		}
 	}
 }

@@ -41,8 +41,11 @@ func OpenFile(path string, f *os.File, overrides []geo.Override) (*geo.DB, error
 }
 
 // OpenFileLike is OpenFile for a new version of the file like was built
-// from (nil: none): the new table is built in arrays of like's sizes, so
-// that a reload does not need a second copy of it (geo.Metadata.Like).
+// from (nil: none), which is what a reload reads: the new table is built
+// in arrays of like's sizes, so that a reload does not need a second copy
+// of it (geo.Metadata.Like), and the records are decoded in file order
+// (geo.Metadata.InOrder), so that the file's pages do not add to the
+// reload's peak.
 func OpenFileLike(path string, f *os.File, overrides []geo.Override, like *geo.DB) (*geo.DB, error) {
 	buf, release, err := mapFile(f)
 	if err != nil {
@@ -80,6 +83,7 @@ func openLike(path string, buf []byte, overrides []geo.Override, release func(n 
 		RecordSize:   r.Metadata.RecordSize,
 		Release:      release,
 		Like:         like,
+		InOrder:      like != nil,
 	}
 	// The reader has checked the layout: the data section lies between
 	// the search tree (and its 16-byte separator) and the metadata.
