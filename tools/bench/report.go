@@ -122,11 +122,21 @@ func (r *report) print(w io.Writer) {
 		if g.after.rss > 0 && d.after.rss > 0 {
 			fmt.Fprintf(w, "| RSS after every phase (MiB) | %.0f | %.0f | %s |\n",
 				mib(g.after.rss), mib(d.after.rss), ratio(mib(g.after.rss), mib(d.after.rss)))
+			gp, dp := max(g.loaded.peak, g.after.peak), max(d.loaded.peak, d.after.peak)
 			fmt.Fprintf(w, "| peak RSS, VmHWM (MiB) | %.0f | %.0f | %s |\n",
-				mib(g.after.peak), mib(d.after.peak), ratio(mib(g.after.peak), mib(d.after.peak)))
+				mib(gp), mib(dp), ratio(mib(gp), mib(dp)))
 		} else {
 			fmt.Fprintf(w, "| peak RSS until then, VmHWM (MiB) | %.0f | %.0f | %s |\n",
 				mib(g.loaded.peak), mib(d.loaded.peak), ratio(mib(g.loaded.peak), mib(d.loaded.peak)))
+		}
+		for _, r := range []struct {
+			what string
+			p    reloadPeak
+		}{{"zones and pools, same database", g.reloadSame}, {"database file changed, read anew", g.reloadChanged}} {
+			if r.p.before > 0 {
+				fmt.Fprintf(w, "| reload (SIGHUP), %s: peak RSS (MiB) / RSS before / CPU (s) | %.0f = %.2f × %.0f, %.2f s | | |\n",
+					r.what, mib(r.p.peak), r.p.ratio(), mib(r.p.before), r.p.cpu.Seconds())
+			}
 		}
 	}
 

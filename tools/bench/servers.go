@@ -4,6 +4,7 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -206,6 +209,9 @@ type server struct {
 	// loaded is the memory a second after the first answer (the database
 	// loaded, nothing asked yet); after, once every phase ran.
 	loaded, after memory
+	// reloadSame and reloadChanged are gslbd's reloads right after the
+	// start (measureReloads): the database kept, and read anew.
+	reloadSame, reloadChanged reloadPeak
 }
 
 // settle is how long after its first answer a server's resident set is
@@ -273,7 +279,13 @@ func startPair(ctx context.Context, o options, work, gslbdBin, db string, procs 
 	}
 
 	gdir := filepath.Join(work, "gslbd")
-	node, err := benchNode("throughput", "bench", db, false)
+	// gslbd reads its own copy of the database: the reload measurement
+	// touches it.
+	gdb := filepath.Join(work, "gslbd-city.mmdb")
+	if err := copyFile(db, gdb); err != nil {
+		return nil, err
+	}
+	node, err := benchNode("throughput", "bench", gdb, false)
 	if err != nil {
 		return nil, err
 	}
@@ -312,6 +324,10 @@ func startPair(ctx context.Context, o options, work, gslbdBin, db string, procs 
 		return procs.start("gslbd", o.serverCPU, gdir, filepath.Join(work, "gslbd.log"),
 			gslbdBin, "serve", "-config", filepath.Join(gdir, "gslbd.toml"))
 	}, log); err != nil {
+		return nil, err
+	}
+	// Reloads while nothing else runs, before gdnsd starts.
+	if p.gslbd.reloadSame, p.gslbd.reloadChanged, err = measureReloads(ctx, p.gslbd, gdb, log); err != nil {
 		return nil, err
 	}
 	if err := launch(ctx, p.gdnsd, func() (*proc, error) {
@@ -468,4 +484,106 @@ func checkEquivalent(ctx context.Context, p *pair) error {
 		}
 	}
 	return nil
+}
+
+// reloadPeak is what one reload of a running gslbd cost: its resident set
+// before, the most it held during the reload (VmHWM, reset just before),
+// and the CPU it used.
+type reloadPeak struct {
+	before, peak int64
+	cpu          time.Duration
+}
+
+func (r reloadPeak) ratio() float64 { return float64(r.peak) / float64(r.before) }
+
+// measureReloads reloads s (SIGHUP) twice: with nothing changed (zones
+// and pools are read again, the GeoIP database is kept), then with its
+// database file touched, so that the database is read again as a new
+// version; db must be s's own copy of the file.
+func measureReloads(ctx context.Context, s *server, db string, log *slog.Logger) (same, changed reloadPeak, err error) {
+	if same, err = reloadOnce(ctx, s); err != nil {
+		return same, changed, err
+	}
+	now := time.Now()
+	if err := os.Chtimes(db, now, now); err != nil {
+		return same, changed, err
+	}
+	if changed, err = reloadOnce(ctx, s); err != nil {
+		return same, changed, err
+	}
+	log.Info("reloads measured", "server", s.name,
+		"same_peak_mib", same.peak>>20, "same_ratio", fmt.Sprintf("%.2f", same.ratio()),
+		"changed_peak_mib", changed.peak>>20, "changed_ratio", fmt.Sprintf("%.2f", changed.ratio()), "changed_cpu", changed.cpu)
+	return same, changed, nil
+}
+
+// reloadOnce sends s one SIGHUP and waits until its log says the reload
+// is done.
+func reloadOnce(ctx context.Context, s *server) (reloadPeak, error) {
+	pid := s.proc.cmd.Process.Pid
+	done := func() (int, int) {
+		b, _ := os.ReadFile(s.proc.log)
+		return strings.Count(string(b), "msg=reloaded"), strings.Count(string(b), "reload failed")
+	}
+	ok0, bad0 := done()
+	// Writing 5 resets VmHWM to the current resident set.
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		return reloadPeak{}, fmt.Errorf("reset the peak of %s: %w", s.name, err)
+	}
+	m0, err := memStatus(pid)
+	if err != nil {
+		return reloadPeak{}, err
+	}
+	cpu0, err := cpuTime(pid)
+	if err != nil {
+		return reloadPeak{}, err
+	}
+	if err := s.proc.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return reloadPeak{}, err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ok, bad := done()
+		if bad > bad0 {
+			return reloadPeak{}, fmt.Errorf("%s: reload failed: %s", s.name, tail(s.proc.log, 10))
+		}
+		if ok > ok0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return reloadPeak{}, fmt.Errorf("%s: reload not done after 2 minutes: %s", s.name, tail(s.proc.log, 10))
+		}
+		select {
+		case <-ctx.Done():
+			return reloadPeak{}, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	m1, err := memStatus(pid)
+	if err != nil {
+		return reloadPeak{}, err
+	}
+	cpu1, err := cpuTime(pid)
+	if err != nil {
+		return reloadPeak{}, err
+	}
+	return reloadPeak{before: m0.rss, peak: m1.peak, cpu: cpu1 - cpu0}, nil
+}
+
+// copyFile copies src to dst.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return out.Close()
 }
