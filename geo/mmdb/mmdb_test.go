@@ -180,28 +180,13 @@ func TestReleaseKeepsBytes(t *testing.T) {
 // are handed out in the order records are decoded), so the ranges are
 // compared by what their Locations say.
 func TestOpenLike(t *testing.T) {
+	other, err := Open("../../testdata/geo/country.mmdb", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, path := range []string{"../../testdata/geo/city.mmdb", "../../testdata/geo/country.mmdb"} {
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		plain, err := OpenFile(path, f, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
 		// Like itself, and like the other file (other sizes).
-		other, err := Open("../../testdata/geo/country.mmdb", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, like := range []*geo.DB{plain, other} {
-			db, err := OpenFileLike(path, f, nil, like)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sameDB(t, path, db, plain)
-		}
+		checkLike(t, path, other)
 	}
 }
 
@@ -214,6 +199,13 @@ func TestOpenLikeFull(t *testing.T) {
 	if path == "" {
 		t.Skip("GSLBD_GEOLITE2 not set: no full-size database (optional, see docs/geoip.md)")
 	}
+	checkLike(t, path)
+}
+
+// checkLike opens path plainly, then like that plain DB and like each of
+// others, and holds each to the plain one.
+func checkLike(t *testing.T, path string, others ...*geo.DB) {
+	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -223,11 +215,13 @@ func TestOpenLikeFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := OpenFileLike(path, f, nil, plain)
-	if err != nil {
-		t.Fatal(err)
+	for _, like := range append([]*geo.DB{plain}, others...) {
+		db, err := OpenFileLike(path, f, nil, like)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameDB(t, path, db, plain)
 	}
-	sameDB(t, path, db, plain)
 }
 
 // sameDB fails unless db and want have as many Locations and the same
