@@ -139,7 +139,11 @@ func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, tab 
 			if id, err = decodeAt(off); err != nil {
 				return 0, err
 			}
-			byPointer.put(p, id)
+			if ok {
+				byPointer.set(p, id)
+			} else {
+				byPointer.put(p, id)
+			}
 		}
 		*slot = (p+1)<<32 | uint64(id)
 		lastPtr, lastID = p, id

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -233,4 +235,47 @@ func requireTool(t *testing.T, name string) string {
 	}
 	t.Fatalf("%s is not installed (Debian: apt-get install -y %s); .ci/run installs it", name, pkg)
 	return ""
+}
+
+// TestReloadRestoresGeoAfterLateFailure: a reload that read a new version
+// of the GeoIP database (retiring the running one's table) and then fails
+// after the load, here on a missing cookie secret, leaves the running
+// snapshot's database whole again, so explain still locates clients.
+func TestReloadRestoresGeoAfterLateFailure(t *testing.T) {
+	src, err := os.ReadFile(geoDBPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := writeInproc(t, "late", nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": e2ePools,
+		"city.mmdb": string(src), "cookie.key": "00112233445566778899aabbccddeeff\n"},
+		"[geo]\ncity_db = \"city.mmdb\"\n\n[dns.cookies]\nsecret_file = \"cookie.key\"\n", nil)
+	p.Start(nil)
+	running := p.n.snap.Geo
+	if running.Retired() {
+		t.Fatal("retired at start")
+	}
+	// A new version of the database, renamed into place, and the secret gone.
+	writeFile(t, filepath.Join(p.dir, "city.new"), string(src))
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(filepath.Join(p.dir, "city.new"), later, later); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(p.dir, "city.new"), filepath.Join(p.dir, "city.mmdb")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(p.dir, "cookie.key")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.n.reload(context.Background()); err == nil || !strings.Contains(err.Error(), "cookie") {
+		t.Fatalf("reload without the cookie secret: err = %v", err)
+	}
+	p.n.mu.Lock()
+	geo := p.n.snap.Geo
+	p.n.mu.Unlock()
+	if geo != running || geo.Retired() {
+		t.Fatalf("after the failed reload: same database %v, retired %v", geo == running, geo.Retired())
+	}
+	if loc, _ := geo.Lookup(netip.MustParseAddr("127.0.1.1")); loc.Country != "DE" {
+		t.Fatalf("127.0.1.1 located in %+v after the failed reload", *loc)
+	}
 }

@@ -350,11 +350,13 @@ func (n *node) reload(ctx context.Context) error {
 	}
 	if err != nil {
 		n.log.Error("reload failed; keeping the running configuration", "errors", strings.Count(err.Error(), "\n")+1)
+		n.restoreGeo(snap)
 		return err
 	}
 	sec, err := readSecrets(cfg)
 	if err != nil {
 		n.log.Error("reload failed; keeping the running configuration", "err", err)
+		n.restoreGeo(snap)
 		return err
 	}
 	n.mu.Lock()
@@ -368,6 +370,23 @@ func (n *node) reload(ctx context.Context) error {
 	}
 	n.log.Info("reloaded", "zones", len(snap.Zones), "pools", len(snap.PoolList), "targets", len(snap.Targets), "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// restoreGeo makes the running snapshot's GeoIP database whole again
+// after a reload whose snapshot (loaded, when not nil) was not put in
+// service: a load that read a new version of the database retired the
+// running one's table (explain reads it), which the loader then reads
+// again from its file.
+func (n *node) restoreGeo(loaded *zones.Snapshot) {
+	n.mu.Lock()
+	running := n.snap
+	n.mu.Unlock()
+	if loaded == nil || running == nil || !running.Geo.Retired() {
+		return
+	}
+	if err := n.loader.Restore(running.Geo); err != nil {
+		n.log.Warn("reload: the running GeoIP database could not be read again; explain cannot locate clients until a reload succeeds", "err", err)
+	}
 }
 
 // run starts everything, serves until ctx ends, then shuts down in order:

@@ -599,6 +599,11 @@ func TestLoaderRetiresGeo(t *testing.T) {
 	if !first.Geo.Retired() || !located(second) {
 		t.Fatalf("after a reload of a new version: old retired %v, new located %v", first.Geo.Retired(), located(second))
 	}
+	// The caller kept the first snapshot in service after all (something
+	// after the load failed): Restore reads its file again.
+	if err := ld.Restore(first.Geo); err != nil || !located(first) {
+		t.Fatalf("Restore of the database before: %v; located %v", err, located(first))
+	}
 
 	// A load that fails on a zone file reads the new database without
 	// retiring the one in service.

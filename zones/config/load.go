@@ -9,6 +9,7 @@ package config
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -58,6 +59,17 @@ type Loader struct {
 	// the overrides db was built with.
 	file *os.File
 	ovs  []geo.Override
+	// prev is the database before db, with its file and overrides: the
+	// caller may still keep the snapshot that holds it in service (when
+	// something after the load fails), and Restore it.
+	prev loadedGeo
+}
+
+// loadedGeo is a database with the file and overrides it was built from.
+type loadedGeo struct {
+	db   *geo.DB
+	file *os.File
+	ovs  []geo.Override
 }
 
 // Load is the package Load, reusing the geo database when it can.
@@ -69,12 +81,24 @@ func (ld *Loader) Load(cfg *NodeConfig) (*zones.Snapshot, error) {
 func (ld *Loader) Close() error {
 	ld.mu.Lock()
 	defer ld.mu.Unlock()
-	if ld.file == nil {
-		return nil
+	var err error
+	for _, f := range []**os.File{&ld.file, &ld.prev.file} {
+		if *f != nil {
+			err = errors.Join(err, (*f).Close())
+			*f = nil
+		}
 	}
-	err := ld.file.Close()
-	ld.file = nil
 	return err
+}
+
+// Restore gives db, the database of the snapshot in service, its table
+// back if a load retired it (geo.DB.Retire) and the caller then kept that
+// snapshot in service after all, because something after the load
+// failed. It reads db's file again, which the Loader keeps open.
+func (ld *Loader) Restore(db *geo.DB) error {
+	ld.build.Lock()
+	defer ld.build.Unlock()
+	return ld.restore(db)
 }
 
 // geo returns the database for cfg, and whether it was reused. When the
@@ -119,24 +143,32 @@ func (ld *Loader) geo(cfg *NodeConfig, retire bool) (*geo.DB, bool, error) {
 	// of a second, only when the database was read again).
 	runtime.GC()
 	ld.mu.Lock()
-	if ld.file != nil {
-		ld.file.Close() //nolint:errcheck // read-only
+	if ld.prev.file != nil {
+		ld.prev.file.Close() //nolint:errcheck // read-only
 	}
+	ld.prev = loadedGeo{ld.db, ld.file, ld.ovs}
 	ld.key, ld.db, ld.file, ld.ovs = key, db, f, overrides(cfg)
 	ld.mu.Unlock()
 	return db, false, nil
 }
 
-// restore gives old, retired for a load that failed, its table back,
-// rebuilt from its file.
+// restore gives old, retired for a load that failed (or whose snapshot
+// was not put in service), its table back, rebuilt from its file. The
+// caller holds ld.build.
 func (ld *Loader) restore(old *geo.DB) error {
 	if !old.Retired() {
 		return nil
 	}
 	ld.mu.Lock()
-	f, ovs, cur := ld.file, ld.ovs, ld.db
+	var f *os.File
+	var ovs []geo.Override
+	for _, g := range []loadedGeo{{ld.db, ld.file, ld.ovs}, ld.prev} {
+		if g.db == old {
+			f, ovs = g.file, g.ovs
+		}
+	}
 	ld.mu.Unlock()
-	if f == nil || cur != old {
+	if f == nil {
 		return fmt.Errorf("geo: restore %s: its file is not open", old.Info().Path)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
