@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -239,7 +240,7 @@ func requireTool(t *testing.T, name string) string {
 
 // TestReloadRestoresGeoAfterLateFailure: a reload that read a new version
 // of the GeoIP database (retiring the running one's table) and then fails
-// after the load, here on a missing cookie secret, leaves the running
+// after the load, here on a broken cookie secret, leaves the running
 // snapshot's database whole again, so explain still locates clients.
 func TestReloadRestoresGeoAfterLateFailure(t *testing.T) {
 	src, err := os.ReadFile(geoDBPath(t))
@@ -249,12 +250,21 @@ func TestReloadRestoresGeoAfterLateFailure(t *testing.T) {
 	p := writeInproc(t, "late", nodeFiles{"zones/test.toml": e2eZone, "pools/web.toml": e2ePools,
 		"city.mmdb": string(src), "cookie.key": "00112233445566778899aabbccddeeff\n"},
 		"[geo]\ncity_db = \"city.mmdb\"\n\n[dns.cookies]\nsecret_file = \"cookie.key\"\n", nil)
-	p.Start(nil)
+	// The secret breaks between the load and the reading of the secrets
+	// (after the config check), as a file can change under a reload.
+	var breakSecret atomic.Bool
+	p.Start(func(n *node) {
+		n.reloadHook = func() {
+			if breakSecret.Load() {
+				writeFile(t, filepath.Join(p.dir, "cookie.key"), "not hex\n")
+			}
+		}
+	})
 	running := p.n.snap.Geo
 	if running.Retired() {
 		t.Fatal("retired at start")
 	}
-	// A new version of the database, renamed into place, and the secret gone.
+	// A new version of the database, renamed into place.
 	writeFile(t, filepath.Join(p.dir, "city.new"), string(src))
 	later := time.Now().Add(time.Minute)
 	if err := os.Chtimes(filepath.Join(p.dir, "city.new"), later, later); err != nil {
@@ -263,11 +273,9 @@ func TestReloadRestoresGeoAfterLateFailure(t *testing.T) {
 	if err := os.Rename(filepath.Join(p.dir, "city.new"), filepath.Join(p.dir, "city.mmdb")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(p.dir, "cookie.key")); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.n.reload(context.Background()); err == nil || !strings.Contains(err.Error(), "cookie") {
-		t.Fatalf("reload without the cookie secret: err = %v", err)
+	breakSecret.Store(true)
+	if err := p.n.reload(context.Background()); err == nil || !strings.Contains(err.Error(), "read cookie secret") {
+		t.Fatalf("reload with a broken cookie secret: err = %v", err)
 	}
 	p.n.mu.Lock()
 	geo := p.n.snap.Geo
