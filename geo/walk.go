@@ -290,7 +290,6 @@ func (db *DB) walk(path string, buf []byte, md Metadata, decode DecodeFunc, tab 
 				md.Release(int(dataStart + released))
 			}
 		}
-		ptrs = nil
 		lastPtr, lastID = 0, 0
 	}
 	if err := traverse(false); err != nil {

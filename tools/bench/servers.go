@@ -530,11 +530,15 @@ func reloadOnce(ctx context.Context, s *server) (reloadPeak, error) {
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
 		return reloadPeak{}, fmt.Errorf("reset the peak of %s: %w", s.name, err)
 	}
-	m0, err := memStatus(pid)
-	if err != nil {
-		return reloadPeak{}, err
+	sample := func() (memory, time.Duration, error) {
+		m, err := memStatus(pid)
+		if err != nil {
+			return m, 0, err
+		}
+		cpu, err := cpuTime(pid)
+		return m, cpu, err
 	}
-	cpu0, err := cpuTime(pid)
+	m0, cpu0, err := sample()
 	if err != nil {
 		return reloadPeak{}, err
 	}
@@ -559,11 +563,7 @@ func reloadOnce(ctx context.Context, s *server) (reloadPeak, error) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	m1, err := memStatus(pid)
-	if err != nil {
-		return reloadPeak{}, err
-	}
-	cpu1, err := cpuTime(pid)
+	m1, cpu1, err := sample()
 	if err != nil {
 		return reloadPeak{}, err
 	}
