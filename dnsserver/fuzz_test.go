@@ -116,6 +116,36 @@ func fuzzOne(t *testing.T, s *Server, pkt []byte, tcp bool) {
 	if err := m.Unpack(resp); err != nil {
 		t.Fatalf("unpack our response: %v\nquery % x\nresponse % x", err, pkt, resp)
 	}
+	checkTruncated(t, &m, resp)
+}
+
+// checkTruncated checks truncated on resp, whose unpacked form is m: the
+// cut answer parses, keeps the ID, flags, rcode, question and OPT (with
+// its options), sets TC and drops every other record.
+func checkTruncated(t testing.TB, m *dns.Msg, resp []byte) {
+	t.Helper()
+	cut := truncated(append([]byte(nil), resp...))
+	if cut == nil {
+		t.Fatalf("truncated refused our own response % x", resp)
+	}
+	var c dns.Msg
+	if err := c.Unpack(cut); err != nil {
+		t.Fatalf("unpack the truncated response: %v\nresponse % x\ncut % x", err, resp, cut)
+	}
+	if c.Id != m.Id || !c.Truncated || c.Rcode != m.Rcode || c.Authoritative != m.Authoritative ||
+		c.RecursionDesired != m.RecursionDesired || len(c.Answer) != 0 || len(c.Ns) != 0 {
+		t.Fatalf("truncated: %v\nfrom %v", &c, m)
+	}
+	if fmt.Sprint(c.Question) != fmt.Sprint(m.Question) {
+		t.Fatalf("truncated question %v, want %v", c.Question, m.Question)
+	}
+	want, got := m.IsEdns0(), c.IsEdns0()
+	switch {
+	case want == nil && len(c.Extra) != 0:
+		t.Fatalf("truncated kept %v of an answer without OPT", c.Extra)
+	case want != nil && (len(c.Extra) != 1 || got == nil || got.String() != want.String()):
+		t.Fatalf("truncated extra %v, want only %v", c.Extra, want)
+	}
 }
 
 // TestGenerateFuzzCorpus writes the seed corpus when run with -gen-corpus;
@@ -138,6 +168,21 @@ func TestGenerateFuzzCorpus(t *testing.T) {
 			got, err := os.ReadFile(p)
 			if err != nil || string(got) != body {
 				t.Errorf("corpus file %s is missing or stale (err %v); run go test ./dnsserver/ -run TestGenerateFuzzCorpus -args -gen-corpus", p, err)
+			}
+		}
+	}
+}
+
+// TestTruncatedCut feeds truncated every prefix of the answers to the
+// fuzz seeds: a cut answer never panics it, and what it returns is never
+// longer than what it got.
+func TestTruncatedCut(t *testing.T) {
+	s := signedFixture(t)
+	for name, pkt := range fuzzSeeds(t) {
+		resp := s.Handle(nil, pkt, benchSrc, false)
+		for n := range len(resp) {
+			if cut := truncated(append([]byte(nil), resp[:n]...)); len(cut) > n {
+				t.Fatalf("%s: truncated made %d bytes of %d", name, len(cut), n)
 			}
 		}
 	}

@@ -335,6 +335,53 @@ func (s *Server) writeTail(w *writer, q *query, qd uint16, rc int, aa bool, scop
 	return w.b[:w.n]
 }
 
+// truncated rewrites resp, an answer Handle wrote, in place into the same
+// answer cut down to its question and OPT record, with TC set: what a
+// UDP reader sends instead when the kernel refuses an answer as larger
+// than the outgoing interface's MTU (EMSGSIZE; answers are never
+// fragmented, see dontFragment). The client asks again over TCP. OPT
+// keeps its ECS scope and cookie (RFC 6891 §7). It returns nil when resp
+// does not parse.
+func truncated(resp []byte) []byte {
+	if len(resp) < headerLen {
+		return nil
+	}
+	off := headerLen
+	for range binary.BigEndian.Uint16(resp[4:]) {
+		if off = skipName(resp, off); off < 0 || off+4 > len(resp) {
+			return nil
+		}
+		off += 4
+	}
+	qEnd := off
+	records := int(binary.BigEndian.Uint16(resp[6:])) + int(binary.BigEndian.Uint16(resp[8:])) + int(binary.BigEndian.Uint16(resp[10:]))
+	optStart, optEnd := 0, 0
+	for range records {
+		start := off
+		if off = skipName(resp, off); off < 0 || off+10 > len(resp) {
+			return nil
+		}
+		end := off + 10 + int(binary.BigEndian.Uint16(resp[off+8:]))
+		if end > len(resp) {
+			return nil
+		}
+		if binary.BigEndian.Uint16(resp[off:]) == dns.TypeOPT {
+			optStart, optEnd = start, end
+		}
+		off = end
+	}
+	n := qEnd + copy(resp[qEnd:], resp[optStart:optEnd])
+	resp[2] |= 0x02 // TC
+	binary.BigEndian.PutUint16(resp[6:], 0)
+	binary.BigEndian.PutUint16(resp[8:], 0)
+	ar := uint16(0)
+	if optEnd > 0 {
+		ar = 1
+	}
+	binary.BigEndian.PutUint16(resp[10:], ar)
+	return resp[:n]
+}
+
 // parseQuestion reads the one question. Its name must be uncompressed: a
 // pointer in the first name of a message can only point into the header.
 func (q *query) parseQuestion(pkt []byte) bool {

@@ -28,6 +28,11 @@
 // Elsewhere, or with UDPBatch = 1, a reader does one ReadFrom and one
 // WriteTo per query.
 //
+// Answers are never fragmented (dontFragment: the Don't Fragment bit on
+// IPv4, no sender fragmentation on IPv6, path-MTU reports ignored). An
+// answer the kernel refuses as larger than the interface's MTU goes out
+// again truncated (TC), as one too big for the client's buffer does.
+//
 // Neither loop sets IP_PKTINFO: on a wildcard address (0.0.0.0, ::) the
 // kernel picks the source address of each answer by its routing table,
 // which on a multi-homed host may differ from the address the query was
@@ -55,6 +60,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -467,7 +473,17 @@ func (s *Server) serveUDPEach(c *net.UDPConn, shard int) {
 		if resp == nil {
 			continue
 		}
-		if _, err := c.WriteToUDPAddrPort(resp, src); err != nil {
+		_, err = c.WriteToUDPAddrPort(resp, src)
+		if errors.Is(err, syscall.EMSGSIZE) {
+			// Larger than the interface's MTU, and never fragmented
+			// (dontFragment): the client gets it truncated and asks
+			// again over TCP.
+			if t := truncated(resp); t != nil && len(t) < len(resp) {
+				s.ctr.hot[shard].truncated.Add(1)
+				_, err = c.WriteToUDPAddrPort(t, src)
+			}
+		}
+		if err != nil {
 			s.log.Debug("write udp", "to", src, "err", err)
 		}
 		s.sample(src, resp, false)

@@ -106,15 +106,15 @@ func (b *batch) reset() {
 // partial send continues from where it stopped; a message the kernel
 // refuses (an error on the first message of a call) is skipped and its
 // error returned at the end, so one bad destination never holds up the
-// rest of the batch.
+// rest of the batch. One refused as larger than the interface's MTU is
+// sent again truncated (see truncated); cut counts those.
 //
 // Sending is a raw system call with MSG_DONTWAIT: on loopback it runs the
 // whole delivery to the receiver, often longer than the scheduler's 20 µs,
 // but it never sleeps, so there is no reason to hand the P over. Only
 // when the socket's send buffer is full (EAGAIN) does the rest go through
 // a blocking Syscall6.
-func (b *batch) send(fd, k int) syscall.Errno {
-	var last syscall.Errno
+func (b *batch) send(fd, k int) (cut int, last syscall.Errno) {
 	flags := uintptr(unix.MSG_DONTWAIT)
 	for sent := 0; sent < k; {
 		var n uintptr
@@ -132,12 +132,21 @@ func (b *batch) send(fd, k int) syscall.Errno {
 		case unix.EINTR:
 		case unix.EAGAIN:
 			flags = 0 // wait for room, letting the scheduler run others meanwhile
+		case unix.EMSGSIZE:
+			v := &b.wiov[sent]
+			if t := truncated(unsafe.Slice(v.Base, v.Len)); t != nil && uint64(len(t)) < uint64(v.Len) {
+				v.SetLen(len(t))
+				cut++
+				continue // the same message again, cut
+			}
+			last = e
+			sent++
 		default:
 			last = e
 			sent++
 		}
 	}
-	return last
+	return cut, last
 }
 
 // sourceAddr parses the sockaddr_in or sockaddr_in6 the kernel wrote.
@@ -246,7 +255,11 @@ func (s *Server) serveUDPBatch(c *net.UDPConn, n, shard int) bool {
 		if k == 0 {
 			continue
 		}
-		if e := b.send(fd, k); e != 0 {
+		cut, e := b.send(fd, k)
+		if cut > 0 {
+			s.ctr.hot[shard].truncated.Add(uint64(cut))
+		}
+		if e != 0 {
 			s.log.Debug("write udp batch", "err", e)
 		}
 	}
