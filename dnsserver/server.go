@@ -331,7 +331,13 @@ func (s *Server) bind(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("listen dns %q: %w", addr, err)
 	}
-	lc := listenConfig()
+	warned := false
+	lc := listenConfig(func(err error) {
+		if !warned {
+			s.log.Warn("udp answers may be fragmented", "addr", addr, "err", err)
+			warned = true
+		}
+	})
 	for attempt := 0; ; attempt++ {
 		l, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {

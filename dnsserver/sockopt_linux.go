@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"syscall"
@@ -12,14 +13,18 @@ const haveReusePort = true
 
 // listenConfig sets SO_REUSEPORT before bind so that several UDP sockets
 // share one address and the kernel spreads queries over their readers,
-// and makes UDP answers unfragmentable (dontFragment).
-func listenConfig() net.ListenConfig {
+// and makes UDP answers unfragmentable (dontFragment). A kernel that
+// refuses the latter (a sandbox's, say) still serves, with fragmentable
+// answers: warn hears of it.
+func listenConfig(warn func(error)) net.ListenConfig {
 	return net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
 			if serr == nil && strings.HasPrefix(network, "udp") {
-				serr = dontFragment(int(fd), network)
+				if err := dontFragment(int(fd), network); err != nil {
+					warn(err)
+				}
 			}
 		})
 		if err != nil {
@@ -43,10 +48,17 @@ func listenConfig() net.ListenConfig {
 // loopback.
 func dontFragment(fd int, network string) error {
 	if network == "udp4" {
-		return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE)
+		return wrapDF(unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE))
 	}
 	// An IPv6 socket may serve IPv4 too (a wildcard listener): its IPv4
 	// packets follow the IPv4 option, which an IPv6-only socket refuses.
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE)
-	return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_PROBE)
+	return wrapDF(unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_PROBE))
+}
+
+func wrapDF(err error) error {
+	if err != nil {
+		return fmt.Errorf("keep udp answers from being fragmented: %w", err)
+	}
+	return nil
 }
