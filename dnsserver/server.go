@@ -479,6 +479,7 @@ func (s *Server) serveUDPEach(c *net.UDPConn, shard int) {
 		if resp == nil {
 			continue
 		}
+		s.sample(src, resp, false) // before a cut below rewrites resp
 		_, err = c.WriteToUDPAddrPort(resp, src)
 		if errors.Is(err, syscall.EMSGSIZE) {
 			// Larger than the interface's MTU, and never fragmented
@@ -492,7 +493,6 @@ func (s *Server) serveUDPEach(c *net.UDPConn, shard int) {
 		if err != nil {
 			s.log.Debug("write udp", "to", src, "err", err)
 		}
-		s.sample(src, resp, false)
 	}
 }
 
